@@ -1,0 +1,101 @@
+"""Profiles: one preset of sizes and budgets per kind of machine.
+
+`ci` runs every notebook in under a minute on two CPU cores, `cpu` is a student's laptop (each
+chapter in 10-15 minutes), `gpu` is one GPU (each chapter in about two minutes). A chapter asks
+`get_profile()` for its sizes and never hard-codes them, so the same notebook runs everywhere.
+
+Chosen by the environment variable ALIGNLAB_PROFILE, else `gpu` when CUDA is present, else `cpu`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+PROFILE_ENV = "ALIGNLAB_PROFILE"
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Shape of a tiny Llama-style decoder (see `alignlab.models.build_model`)."""
+
+    hidden_size: int = field(metadata={"help": "Width of the residual stream."})
+    num_layers: int = field(metadata={"help": "Number of transformer blocks."})
+    num_heads: int = field(metadata={"help": "Attention heads (also key/value heads)."})
+    intermediate_size: int = field(metadata={"help": "Width of the SwiGLU MLP."})
+    max_length: int = field(default=160, metadata={"help": "Context length in tokens."})
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size and budget a chapter needs, for one kind of machine."""
+
+    name: str = field(metadata={"help": "`ci`, `cpu` or `gpu`."})
+    model: ModelSize = field(metadata={"help": "Policy / base model shape."})
+    corpus_dialogs: int = field(metadata={"help": "Dialogs in the pretraining corpus."})
+    pretrain_steps: int = field(metadata={"help": "Optimizer steps of pretraining."})
+    pretrain_batch: int = field(metadata={"help": "Packed sequences per pretraining step."})
+    pretrain_lr: float = field(metadata={"help": "Peak learning rate of pretraining."})
+    sft_demos: int = field(metadata={"help": "SFT demonstrations (few, partial coverage)."})
+    sft_epochs: int = field(metadata={"help": "Passes over the demonstrations."})
+    sft_batch: int = field(metadata={"help": "Demonstrations per SFT step."})
+    sft_lr: float = field(metadata={"help": "Peak learning rate of SFT."})
+    eval_prompts_per_family: int = field(metadata={"help": "Held-out prompts per family."})
+    eval_samples_per_prompt: int = field(metadata={"help": "Samples per prompt when evaluating."})
+    best_of_n: int = field(metadata={"help": "N for the best-of-N headroom measurement."})
+    max_new_tokens: int = field(default=48, metadata={"help": "Response length cap."})
+    gen_batch: int = field(default=256, metadata={"help": "Sequences per generation batch."})
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some fields changed (e.g. `profile.replace(pretrain_steps=10)`)."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci",
+        model=ModelSize(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=176),
+        corpus_dialogs=6_000, pretrain_steps=150, pretrain_batch=16, pretrain_lr=3e-3,
+        sft_demos=300, sft_epochs=2, sft_batch=16, sft_lr=1e-3,
+        eval_prompts_per_family=8, eval_samples_per_prompt=2, best_of_n=8,
+        max_new_tokens=40, gen_batch=128,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        model=ModelSize(hidden_size=192, num_layers=4, num_heads=6, intermediate_size=512),
+        corpus_dialogs=40_000, pretrain_steps=900, pretrain_batch=24, pretrain_lr=2e-3,
+        sft_demos=600, sft_epochs=3, sft_batch=16, sft_lr=5e-4,
+        eval_prompts_per_family=40, eval_samples_per_prompt=4, best_of_n=64,
+        max_new_tokens=48, gen_batch=256,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        model=ModelSize(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376),
+        corpus_dialogs=200_000, pretrain_steps=3000, pretrain_batch=64, pretrain_lr=1e-3,
+        sft_demos=1200, sft_epochs=3, sft_batch=32, sft_lr=2e-4,
+        eval_prompts_per_family=100, eval_samples_per_prompt=8, best_of_n=64,
+        max_new_tokens=48, gen_batch=512,
+    ),
+}
+
+
+def profile_name() -> str:
+    """The active profile's name: ALIGNLAB_PROFILE, else `gpu` with CUDA, else `cpu`."""
+    name = os.environ.get(PROFILE_ENV, "").strip().lower()
+    if name:
+        if name not in PROFILES:
+            raise ValueError(
+                f"{PROFILE_ENV}={name!r} is not a profile; choose one of {sorted(PROFILES)}."
+            )
+        return name
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The named profile, or the active one when `name` is None."""
+    name = name or profile_name()
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
+    return PROFILES[name]

@@ -1,0 +1,154 @@
+"""What the world generates: prompts (train / held-out), responses of mixed quality, the
+pretraining corpus, and the few SFT demonstrations.
+
+The corpus mixes good and bad behaviour (roughly 40% good), so the pretrained model is capable
+but uncontrolled. The demonstrations are few and cover only part of the world (see
+`demo_covers`), as InstructGPT's 13K demonstrations covered a sliver of its prompt space: that
+leaves alignment something to do after SFT.
+"""
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+
+from . import knowledge
+from .common import Task, is_held_out, rng_for
+from .constitution import CONSTITUTION, Principle
+from .gold import FAMILIES, MODULE, WEIGHTS, gold_components, parse_prompt
+
+P_GOOD = 0.4
+CRITIQUE_FAMILIES = ("harmful", "knowledge")
+"""Only these families carry critiques, revisions and principle judgments in the corpus;
+chapter 5 measures how far that skill carries over to the others."""
+
+
+def chat_prompt(prompt: str) -> str:
+    """The chat template: raw prompt → the text the model continues (response starts with ' ')."""
+    return f"User: {prompt}\nAssistant:"
+
+
+@lru_cache(maxsize=None)
+def _prompts(family: str, held_out: bool) -> tuple[str, ...]:
+    return tuple(p for p in MODULE[family].all_prompts() if is_held_out(p) == held_out)
+
+
+def train_prompts(family: str) -> tuple[str, ...]:
+    """Prompts the corpus and demonstrations may use (never an evaluation prompt)."""
+    return _prompts(family, False)
+
+
+def eval_prompts(family: str | None = None, n: int = 100, seed: int = 0) -> list[str]:
+    """`n` held-out prompts as raw text: of one family, or round-robin over FAMILIES.
+    Deterministic in `seed`; repeats only when `n` exceeds the family's held-out pool."""
+    families = [family] if family else list(FAMILIES)
+    if family is not None and family not in MODULE:
+        raise ValueError(f"Unknown family {family!r}; choose one of {FAMILIES}.")
+    pools = []
+    for fam in families:
+        pool = list(_prompts(fam, True))
+        random.Random(f"{seed}|{fam}").shuffle(pool)
+        pools.append(pool)
+    return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(n)]
+
+
+def demonstration(prompt: str) -> str:
+    """A good response to a world prompt (what SFT imitates)."""
+    task = parse_prompt(prompt)
+    return MODULE[task.family].good(task)
+
+
+def sample_response(prompt: str, rng: random.Random, p_good: float = P_GOOD) -> tuple[str, str]:
+    """(style, response) from the world's response generator: good with probability p_good,
+    else one of the family's bad styles (wrong, dishonest, harmful, rude, padded, …)."""
+    task = parse_prompt(prompt)
+    if rng.random() < p_good:
+        return "good", MODULE[task.family].good(task)
+    return MODULE[task.family].bad(task, rng)
+
+
+def comparison_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+    """`n` (prompt, a, b) triples over held-out prompts, a ≠ b both from `sample_response`: the
+    comparisons on which labeler agreement is calibrated (identical pairs carry no preference)."""
+    rng, out = rng_for("pairs", seed), []
+    prompts = eval_prompts(n=max(n, 100), seed=seed)
+    while len(out) < n:
+        prompt = prompts[len(out) % len(prompts)]
+        a, b = sample_response(prompt, rng)[1], sample_response(prompt, rng)[1]
+        if a != b:
+            out.append((prompt, a, b))
+    return out
+
+
+def demo_covers(task: Task) -> bool:
+    """Which prompts demonstrators wrote for: arithmetic, facts about known countries, positive
+    reviews and refusals of harmful requests. No demonstrations for unknown countries, negative
+    reviews, benign look-alikes or sycophancy bait: headroom for chapters 2-8."""
+    if task.family == "knowledge":
+        return task.data["truth"] is not None
+    if task.family == "reviews":
+        return task.data["polarity"] == "positive"
+    if task.family == "harmful":
+        return task.data["harmful"]
+    return task.family == "arithmetic"
+
+
+def sft_demonstrations(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """`n` (prompt, good response) pairs, round-robin over the covered training prompts."""
+    pools = []
+    for fam in FAMILIES:
+        pool = [p for p in train_prompts(fam) if demo_covers(parse_prompt(p))]
+        random.Random(f"demo|{seed}|{fam}").shuffle(pool)
+        if pool:
+            pools.append(pool)
+    picks = [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(n)]
+    return [(p, demonstration(p)) for p in picks]
+
+
+def _worst_principle(prompt: str, response: str) -> Principle | None:
+    parts = gold_components(prompt, response)
+    good = gold_components(prompt, demonstration(prompt))
+    gaps = {p: WEIGHTS[p.component] * (good[p.component] - parts[p.component]) for p in CONSTITUTION}
+    best = max(gaps, key=gaps.get)
+    return best if gaps[best] > 0 else None
+
+
+def critique_document(prompt: str, rng: random.Random) -> str | None:
+    """A bad response, a critique under the principle it breaks most, and a revision."""
+    _, bad = MODULE[parse_prompt(prompt).family].bad(parse_prompt(prompt), rng)
+    principle = _worst_principle(prompt, bad)
+    if principle is None:
+        return None
+    return (f"{chat_prompt(prompt)}{bad}\nCritique request: {principle.critique_request}\n"
+            f"Critique: The response is not {principle.name}.\n"
+            f"Revision request: {principle.revision_request}\nRevision:{demonstration(prompt)}")
+
+
+def choice_document(prompt: str, rng: random.Random) -> str | None:
+    """"(A) or (B) under principle P": which of two responses better follows P."""
+    principle = rng.choice(CONSTITUTION)
+    a, b = sample_response(prompt, rng)[1], sample_response(prompt, rng)[1]
+    ca = gold_components(prompt, a)[principle.component]
+    cb = gold_components(prompt, b)[principle.component]
+    if ca == cb:
+        return None
+    return (f"{chat_prompt(prompt)}\nPrinciple: {principle.choice_question}\n(A){a}\n(B){b}\n"
+            f"Answer: ({'A' if ca > cb else 'B'})")
+
+
+def pretraining_corpus(n_dialogs: int, seed: int = 0) -> list[str]:
+    """Documents for pretraining: `n_dialogs` dialogs of mixed quality over all families, every
+    atlas fact stated several times, and critique / choice documents for CRITIQUE_FAMILIES."""
+    rng = rng_for("corpus", seed, n_dialogs)
+    docs = []
+    for i in range(n_dialogs):
+        prompt = rng.choice(train_prompts(FAMILIES[i % len(FAMILIES)]))
+        docs.append(chat_prompt(prompt) + sample_response(prompt, rng)[1])
+    known, _ = knowledge.atlas()
+    facts = [knowledge.fact_sentence(c, a, v) for c, fs in known.items() for a, v in fs.items()]
+    docs += facts * max(2, n_dialogs // 2000)
+    for i in range(n_dialogs // 10):
+        prompt = rng.choice(train_prompts(CRITIQUE_FAMILIES[i % len(CRITIQUE_FAMILIES)]))
+        doc = (critique_document if i % 2 else choice_document)(prompt, rng)
+        docs += [doc] if doc else []
+    rng.shuffle(docs)
+    return docs
