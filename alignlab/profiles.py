@@ -43,7 +43,7 @@ class Profile:
     eval_prompts_per_family: int = field(metadata={"help": "Held-out prompts per family."})
     eval_samples_per_prompt: int = field(metadata={"help": "Samples per prompt when evaluating."})
     best_of_n: int = field(metadata={"help": "N for the best-of-N headroom measurement."})
-    max_new_tokens: int = field(default=48, metadata={"help": "Response length cap."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
     gen_batch: int = field(default=256, metadata={"help": "Sequences per generation batch."})
 
     def replace(self, **changes) -> "Profile":
@@ -58,7 +58,7 @@ PROFILES: dict[str, Profile] = {
         corpus_dialogs=6_000, pretrain_steps=150, pretrain_batch=16, pretrain_lr=3e-3,
         sft_demos=300, sft_epochs=2, sft_batch=16, sft_lr=1e-3,
         eval_prompts_per_family=8, eval_samples_per_prompt=2, best_of_n=8,
-        max_new_tokens=40, gen_batch=128,
+        max_new_tokens=64, gen_batch=128,
     ),
     "cpu": Profile(
         name="cpu",
@@ -66,7 +66,7 @@ PROFILES: dict[str, Profile] = {
         corpus_dialogs=40_000, pretrain_steps=900, pretrain_batch=24, pretrain_lr=2e-3,
         sft_demos=600, sft_epochs=3, sft_batch=16, sft_lr=5e-4,
         eval_prompts_per_family=40, eval_samples_per_prompt=4, best_of_n=64,
-        max_new_tokens=48, gen_batch=256,
+        max_new_tokens=64, gen_batch=256,
     ),
     "gpu": Profile(
         name="gpu",
@@ -74,7 +74,7 @@ PROFILES: dict[str, Profile] = {
         corpus_dialogs=200_000, pretrain_steps=3000, pretrain_batch=64, pretrain_lr=1e-3,
         sft_demos=1200, sft_epochs=3, sft_batch=32, sft_lr=2e-4,
         eval_prompts_per_family=100, eval_samples_per_prompt=8, best_of_n=64,
-        max_new_tokens=48, gen_batch=512,
+        max_new_tokens=64, gen_batch=512,
     ),
 }
 

@@ -13,7 +13,8 @@ from .common import COMPONENTS, Task
 from .constitution import CONSTITUTION, Principle
 from .corpus import (CRITIQUE_FAMILIES, chat_prompt, comparison_pairs, demo_covers, demonstration, eval_prompts,
                      pretraining_corpus, sample_response, sft_demonstrations, train_prompts)
-from .gold import EMPTY_REWARD, FAMILIES, WEIGHTS, gold_components, gold_reward, parse_prompt
+from .gold import (BEHAVIOURS, EMPTY_REWARD, FAMILIES, WEIGHTS, behaviours, gold_components,
+                   gold_reward, parse_prompt)
 from .labelers import DEFAULT_TEMPERATURE, Labeler, agreement_stats
 
 WORLD_VERSION = "1"
@@ -21,8 +22,8 @@ WORLD_VERSION = "1"
 every checkpoint by it, so stale models are rebuilt rather than silently reused."""
 
 __all__ = [
-    "COMPONENTS", "CONSTITUTION", "CRITIQUE_FAMILIES", "DEFAULT_TEMPERATURE", "EMPTY_REWARD",
-    "FAMILIES", "Labeler", "Principle", "Task", "WEIGHTS", "WORLD_VERSION", "agreement_stats",
+    "BEHAVIOURS", "COMPONENTS", "CONSTITUTION", "CRITIQUE_FAMILIES", "DEFAULT_TEMPERATURE", "EMPTY_REWARD",
+    "FAMILIES", "Labeler", "Principle", "Task", "WEIGHTS", "WORLD_VERSION", "agreement_stats", "behaviours",
     "chat_prompt", "comparison_pairs", "demo_covers", "demonstration", "eval_prompts", "gold_components",
     "gold_reward", "parse_prompt", "pretraining_corpus", "sample_response", "sft_demonstrations",
     "train_prompts",
