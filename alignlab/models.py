@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from .profiles import ModelSize
 from .world import chat_prompt
@@ -28,6 +29,8 @@ CHAT_TEMPLATE = (
     "{% elif m['role'] == 'assistant' %} {{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
 )
 """The same layout as a Jinja chat template, for TRL's conversational datasets."""
+
+hf_logging.disable_progress_bar()  # tiny checkpoints load instantly; the bars were only noise
 
 
 def train_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:

@@ -1,0 +1,63 @@
+"""`alignlab` on the command line.
+
+    alignlab info                          # version, active profile, cache location
+    alignlab zoo list [--profile P]        # what is cached, and whether it is intact
+    alignlab zoo build [--profile P] [NAME ...]   # build entries (default: every entry)
+    alignlab zoo clean [--profile P] --yes # delete cached entries and runs
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _info(args) -> int:
+    from . import __version__, profiles, zoo
+    prof = profiles.get_profile(args.profile)
+    print(f"alignlab {__version__}\nprofile: {prof.name}\ncache: {zoo.home()}")
+    return 0
+
+
+def _zoo(args) -> int:
+    from . import zoo
+    if args.profile:
+        os.environ["ALIGNLAB_PROFILE"] = args.profile
+    if args.action == "list":
+        rows = zoo.entries(args.profile)
+        for r in rows:
+            print(f"{r['profile']:4} {r['entry']:32} {r['mb']:8.2f} MB  {r['state']}")
+        print(f"{len(rows)} entries in {zoo.home() / 'zoo'}")
+    elif args.action == "build":
+        for name in args.names or list(zoo.RECIPES):
+            print(f"{name}: {zoo.get(name, args.profile).path}")
+    elif args.action == "clean":
+        if not args.yes:
+            print("This deletes cached checkpoints and runs; pass --yes to confirm.", file=sys.stderr)
+            return 2
+        print(f"removed {zoo.clean(args.profile)} cache folders")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alignlab", description="AlignLab command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="version, profile and cache location")
+    info.add_argument("--profile", choices=["ci", "cpu", "gpu"])
+    info.set_defaults(func=_info)
+    z = sub.add_parser("zoo", help="list, build or clean cached checkpoints")
+    z.add_argument("action", choices=["list", "build", "clean"])
+    z.add_argument("names", nargs="*", help="entries to build (default: all)")
+    z.add_argument("--profile", choices=["ci", "cpu", "gpu"])
+    z.add_argument("--yes", action="store_true", help="confirm `clean`")
+    z.set_defaults(func=_zoo)
+    args = parser.parse_intermixed_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError) as err:
+        print(f"alignlab: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

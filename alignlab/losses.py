@@ -1,0 +1,41 @@
+"""Every training objective of the book, as a pure function of tensors.
+
+Each loss takes tensors and returns `(loss, metrics)`: `loss` a 0-dim tensor to backpropagate,
+`metrics` a dict of detached tensors (no `.item()`, so nothing syncs a GPU). Shapes are in the
+docstrings: B batch, T time, V vocabulary. Later chapters add their objectives here.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Metrics = dict[str, torch.Tensor]
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(labels) under logits, in float32.
+
+    logits (B, T, V) predicting labels (B, T) → (B, T). Labels outside the vocabulary (e.g. the
+    -100 of HF's convention) are read as token 0; mask them out afterwards.
+    """
+    logp = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    return logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+
+
+def nll_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+             num_tokens: torch.Tensor | float | None = None) -> tuple[torch.Tensor, Metrics]:
+    """Masked token negative log-likelihood: the pretraining and SFT objective.
+
+        L(θ) = − (1/N) Σ_{b,t} m_{b,t} · log p_θ(y_{b,t} | y_{b,<t})
+
+    logits (B, T, V) already aligned with labels (B, T) (position t predicts labels[:, t]);
+    mask (B, T) is 1 where a token counts — in SFT the prompt tokens are 0, so only the response
+    is imitated. N = mask.sum(), or `num_tokens` when given: passing the token count of the whole
+    optimizer step makes gradient accumulation over micro-batches equal one big batch.
+    Minimising it over data q is minimising KL(q‖p_θ) + H(q) (chapter 1).
+    """
+    mask = mask.to(torch.float32)
+    nll = -token_logprobs(logits, labels) * mask  # (B, T)
+    n = mask.sum() if num_tokens is None else num_tokens
+    loss = nll.sum() / n
+    return loss, {"nll": (nll.sum() / mask.sum().clamp(min=1)).detach(), "tokens": mask.sum().detach()}

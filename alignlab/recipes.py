@@ -1,0 +1,60 @@
+"""How each zoo entry is built: world → tokenizer → base (pretraining) → sft.
+
+Each recipe is a function `(out_dir, profile, deps) -> meta` registered with `zoo.register`;
+the zoo owns caching, locking and atomic writes, so a recipe only trains and saves. Bump a
+recipe's `version` when you change what it builds. Later chapters register theirs (rm, ppo, …).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from . import models, train, world
+from .profiles import Profile
+from .zoo import Entry, partial_dir, register
+
+VOCAB_SIZE = 1024
+
+
+@register("tokenizer", version="1", why="byte-level BPE trained on the world's corpus")
+def build_tokenizer(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    tok = models.train_tokenizer(world.pretraining_corpus(profile.corpus_dialogs), VOCAB_SIZE)
+    tok.save_pretrained(out)
+    return {"vocab_size": len(tok)}
+
+
+def _train_and_save(name: str, model, tok, batch_fn, config: train.TrainConfig,
+                    out: Path, profile: Profile) -> dict:
+    """Train with a resumable checkpoint outside `out`, then save in HF format."""
+    config.checkpoint_dir = str(partial_dir(name, profile))
+    history = train.train(model, batch_fn, train.lm_loss, config)
+    models.save(model, tok, out)
+    shutil.rmtree(config.checkpoint_dir, ignore_errors=True)  # the finished model supersedes it
+    return {"history": history, "n_params": models.n_params(model), "train": vars(config)}
+
+
+@register("base", deps=("tokenizer",), version="1",
+          why="pretraining on the world's corpus: capable but uncontrolled")
+def build_base(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    tok = deps["tokenizer"].tokenizer()
+    rows = train.pack(tok, world.pretraining_corpus(profile.corpus_dialogs), profile.model.max_length)
+    model = models.build_model(profile.model, tok).to(models.pick_device())
+    config = train.TrainConfig(steps=profile.pretrain_steps, lr=profile.pretrain_lr,
+                               desc=f"pretrain base ({profile.name})", checkpoint_every=100)
+    meta = _train_and_save("base", model, tok, train.packed_batches(rows, profile.pretrain_batch),
+                           config, out, profile)
+    return meta | {"corpus_rows": len(rows)}
+
+
+@register("sft", deps=("base",), version="1",
+          why="supervised fine-tuning on the world's few demonstrations")
+def build_sft(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    model, tok = deps["base"].load(dtype=torch.float32)  # fp32 master weights; autocast does bf16
+    pairs = world.sft_demonstrations(profile.sft_demos)
+    steps = max(1, profile.sft_epochs * len(pairs) // profile.sft_batch)
+    config = train.TrainConfig(steps=steps, lr=profile.sft_lr, warmup_steps=max(1, steps // 10),
+                               desc=f"SFT ({profile.name})", checkpoint_every=50)
+    batches = train.sft_batches(tok, pairs, profile.sft_batch, profile.model.max_length)
+    return _train_and_save("sft", model, tok, batches, config, out, profile) | {"demos": len(pairs)}
