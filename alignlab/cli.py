@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     z.add_argument("--profile", choices=["ci", "cpu", "gpu"])
     z.add_argument("--yes", action="store_true", help="confirm `clean`")
     z.set_defaults(func=_zoo)
-    args = parser.parse_intermixed_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "zoo" and not any(x.startswith("-") for x in extra):
+        args.names += extra  # argparse leaves names that come after an option unparsed
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except (KeyError, ValueError) as err:
