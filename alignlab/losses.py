@@ -39,3 +39,21 @@ def nll_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
     n = mask.sum() if num_tokens is None else num_tokens
     loss = nll.sum() / n
     return loss, {"nll": (nll.sum() / mask.sum().clamp(min=1)).detach(), "tokens": mask.sum().detach()}
+
+
+def cross_entropy_decomposition(q: torch.Tensor, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy of a model p = softmax(logits) against a data distribution q, and its parts.
+
+        CE(q, p) = −Σ_v q(v) log p(v) = KL(q ‖ p) + H(q)
+
+    q (…, V) probabilities, logits (…, V) → each entry (…,), in nats. H(q) does not depend on
+    the model, so minimising CE (pretraining, SFT) is minimising the forward KL from the data to
+    the model — which rewards covering everything the data does, good behaviour and bad alike.
+    """
+    logp = F.log_softmax(logits.float(), dim=-1)
+    q = q.float()
+    q_logq = torch.where(q > 0, q * q.clamp(min=1e-30).log(), torch.zeros_like(q))
+    ce = -(q * logp).sum(-1)
+    entropy = -q_logq.sum(-1)
+    kl = (q_logq - q * logp).sum(-1)
+    return {"cross_entropy": ce, "kl": kl, "entropy": entropy}

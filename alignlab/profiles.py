@@ -43,6 +43,8 @@ class Profile:
     eval_prompts_per_family: int = field(metadata={"help": "Held-out prompts per family."})
     eval_samples_per_prompt: int = field(metadata={"help": "Samples per prompt when evaluating."})
     best_of_n: int = field(metadata={"help": "N for the best-of-N headroom measurement."})
+    headroom_prompts_per_family: int = field(metadata={"help": "Prompts per family for best-of-N."})
+    labeler_pairs: int = field(metadata={"help": "Comparisons used to measure labeler agreement."})
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
     gen_batch: int = field(default=256, metadata={"help": "Sequences per generation batch."})
 
@@ -58,14 +60,16 @@ PROFILES: dict[str, Profile] = {
         corpus_dialogs=6_000, pretrain_steps=150, pretrain_batch=16, pretrain_lr=3e-3,
         sft_demos=300, sft_epochs=2, sft_batch=16, sft_lr=1e-3,
         eval_prompts_per_family=8, eval_samples_per_prompt=2, best_of_n=8,
+        headroom_prompts_per_family=4, labeler_pairs=1000,
         max_new_tokens=64, gen_batch=128,
     ),
     "cpu": Profile(
         name="cpu",
         model=ModelSize(hidden_size=192, num_layers=4, num_heads=6, intermediate_size=512),
-        corpus_dialogs=40_000, pretrain_steps=900, pretrain_batch=24, pretrain_lr=2e-3,
+        corpus_dialogs=40_000, pretrain_steps=600, pretrain_batch=24, pretrain_lr=3e-3,
         sft_demos=600, sft_epochs=3, sft_batch=16, sft_lr=5e-4,
         eval_prompts_per_family=40, eval_samples_per_prompt=4, best_of_n=64,
+        headroom_prompts_per_family=12, labeler_pairs=3000,
         max_new_tokens=64, gen_batch=256,
     ),
     "gpu": Profile(
@@ -74,6 +78,7 @@ PROFILES: dict[str, Profile] = {
         corpus_dialogs=200_000, pretrain_steps=3000, pretrain_batch=64, pretrain_lr=1e-3,
         sft_demos=1200, sft_epochs=3, sft_batch=32, sft_lr=2e-4,
         eval_prompts_per_family=100, eval_samples_per_prompt=8, best_of_n=64,
+        headroom_prompts_per_family=40, labeler_pairs=10000,
         max_new_tokens=64, gen_batch=512,
     ),
 }
@@ -99,3 +104,14 @@ def get_profile(name: str | None = None) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
     return PROFILES[name]
+
+
+def describe() -> str:
+    """A table of the profiles' main sizes, for the book's first chapter."""
+    rows = ["profile  width layers  ctx  pretrain steps×batch  SFT demos  eval samples  best-of-N"]
+    for p in PROFILES.values():
+        n_eval = p.eval_prompts_per_family * p.eval_samples_per_prompt
+        rows.append(f"{p.name:8} {p.model.hidden_size:5} {p.model.num_layers:6} {p.model.max_length:4} "
+                    f"{p.pretrain_steps:>11}×{p.pretrain_batch:<8} {p.sft_demos:9} "
+                    f"{n_eval:>9}/family {p.best_of_n:9}")
+    return "\n".join(rows)
