@@ -113,3 +113,21 @@ def encode_dialog(tokenizer: PreTrainedTokenizerFast, prompt: str,
 def encode_prompts(tokenizer: PreTrainedTokenizerFast, prompts: list[str]) -> list[list[int]]:
     """Token ids of each prompt with the chat template applied (what generation continues)."""
     return [tokenizer.encode(chat_prompt(p), add_special_tokens=False) for p in prompts]
+
+
+def data_next_token_distribution(tokenizer: PreTrainedTokenizerFast, prompt: str, n: int = 4000,
+                                 seed: int = 0) -> torch.Tensor:
+    """q(v): the corpus's distribution of the first response token after `prompt`, estimated
+    from n draws of the world's response generator (the data a model is trained to imitate).
+
+    Returns (V,) probabilities, V = len(tokenizer).
+    """
+    import random
+
+    from .world import sample_response
+
+    rng, counts = random.Random(seed), torch.zeros(len(tokenizer))
+    for _ in range(n):
+        first = tokenizer.encode(sample_response(prompt, rng)[1], add_special_tokens=False)[0]
+        counts[first] += 1
+    return counts / counts.sum()
