@@ -1,0 +1,207 @@
+"""The one evaluation protocol every chapter uses, so numbers compare across chapters.
+
+- a fixed held-out prompt set per profile (`eval_set`), `eval_samples_per_prompt` samples each;
+- fixed decoding: temperature 1, no top-p, `max_new_tokens` of the profile;
+- mean gold reward ± standard error, per family, and rates of named bad behaviours;
+- the same seed for every policy: common random numbers make differences less noisy;
+- sequence KL to a reference on the policy's own samples.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import world
+from .profiles import Profile, get_profile
+from .rollout import Rollout, generate, sequence_logprobs
+
+PROTOCOL_VERSION = "1"
+
+
+def eval_set(profile: Profile | str | None = None) -> list[str]:
+    """The held-out prompts of the protocol: round-robin over families."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    return world.eval_prompts(n=prof.eval_prompts_per_family * len(world.FAMILIES), seed=0)
+
+
+def mean_se(x) -> tuple[float, float]:
+    """Mean and standard error of the mean (ddof = 1; nan below two values)."""
+    x = np.asarray(x, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
+
+
+@dataclass
+class EvalResult:
+    """Gold-reward scores of one policy's samples (one entry per sample)."""
+
+    prompts: list[str]
+    responses: list[str]
+    rewards: np.ndarray
+    components: dict[str, np.ndarray]
+    families: list[str]
+    behaviours: dict[str, list] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def mean(self) -> float:
+        return mean_se(self.rewards)[0]
+
+    @property
+    def se(self) -> float:
+        return mean_se(self.rewards)[1]
+
+    def by_family(self) -> dict[str, tuple[float, float, int]]:
+        """family → (mean, se, n)."""
+        fam = np.array(self.families)
+        return {f: (*mean_se(self.rewards[fam == f]), int((fam == f).sum())) for f in world.FAMILIES}
+
+    def rates(self) -> dict[str, tuple[float, float, int]]:
+        """behaviour → (rate, se, n), over the samples where the behaviour can occur."""
+        out = {}
+        for name, flags in self.behaviours.items():
+            x = [float(v) for v in flags if v is not None]
+            out[name] = (*mean_se(x), len(x))
+        return out
+
+    def summary(self) -> str:
+        lines = [f"mean gold reward {self.mean:+.3f} ± {self.se:.3f} (n = {self.n})"]
+        lines += [f"  {f:12} {m:+.3f} ± {s:.3f} (n = {k})" for f, (m, s, k) in self.by_family().items()]
+        lines += ["behaviour rates:"]
+        lines += [f"  {b:20} {r:.2f} ± {s:.2f} (n = {k})" for b, (r, s, k) in self.rates().items()]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"prompts": self.prompts, "responses": self.responses, "rewards": self.rewards.tolist(),
+                "components": {k: v.tolist() for k, v in self.components.items()},
+                "families": self.families, "behaviours": self.behaviours}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EvalResult":
+        return cls(d["prompts"], d["responses"], np.array(d["rewards"]),
+                   {k: np.array(v) for k, v in d["components"].items()}, d["families"], d["behaviours"])
+
+
+def score(prompts: list[str], responses: list[str]) -> EvalResult:
+    """Score any (prompt, response) texts with the gold reward."""
+    comps = [world.gold_components(p, r) for p, r in zip(prompts, responses)]
+    behav = [world.behaviours(p, r) for p, r in zip(prompts, responses)]
+    return EvalResult(
+        list(prompts), list(responses),
+        np.array([sum(world.WEIGHTS[k] * v for k, v in c.items()) for c in comps]),
+        {k: np.array([c[k] for c in comps]) for k in world.COMPONENTS},
+        [world.parse_prompt(p).family for p in prompts],
+        {b: [x[b] for x in behav] for b in world.BEHAVIOURS},
+    )
+
+
+def sample(model, tokenizer, prompts: list[str] | None = None, samples_per_prompt: int | None = None,
+           seed: int = 0, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int | None = None,
+           profile: Profile | str | None = None) -> Rollout:
+    """The protocol's samples: each prompt repeated samples_per_prompt times, one seed."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prompts = eval_set(prof) if prompts is None else prompts
+    k = samples_per_prompt or prof.eval_samples_per_prompt
+    return generate(model, tokenizer, [p for p in prompts for _ in range(k)],
+                    max_new_tokens=max_new_tokens or prof.max_new_tokens, temperature=temperature,
+                    top_p=top_p, seed=seed, batch_size=prof.gen_batch)
+
+
+def gold_eval(model, tokenizer, prompts: list[str] | None = None, samples_per_prompt: int | None = None,
+              seed: int = 0, temperature: float = 1.0, top_p: float = 1.0,
+              max_new_tokens: int | None = None, profile: Profile | str | None = None) -> EvalResult:
+    """Sample with the protocol and score with the gold reward."""
+    ro = sample(model, tokenizer, prompts, samples_per_prompt, seed, temperature, top_p,
+                max_new_tokens, profile)
+    return score(ro.prompts, ro.texts)
+
+
+def sequence_kl(policy, ref, tokenizer, rollout: Rollout) -> torch.Tensor:
+    """Σ_t log π(y_t) − log π_ref(y_t) over each of the policy's own samples → (B,).
+
+    Its mean is an unbiased estimate of KL(π ‖ π_ref) (a single sample can be negative)."""
+    lp, mask = sequence_logprobs(policy, tokenizer, rollout.prompts, response_ids=rollout.tokens, mask=rollout.mask)
+    ref_lp, _ = sequence_logprobs(ref, tokenizer, rollout.prompts, response_ids=rollout.tokens, mask=rollout.mask)
+    return ((lp - ref_lp) * mask).sum(-1)
+
+
+def kl_to_ref(policy, ref, tokenizer, prompts: list[str] | None = None, samples_per_prompt: int | None = None,
+              seed: int = 0, profile: Profile | str | None = None) -> tuple[float, float]:
+    """(mean, se) of the sequence KL from `policy` to `ref` on the protocol's samples."""
+    ro = sample(policy, tokenizer, prompts, samples_per_prompt, seed, profile=profile)
+    return mean_se(sequence_kl(policy, ref, tokenizer, ro).numpy())
+
+
+def win_rate(rewards_a, rewards_b) -> tuple[float, float]:
+    """Paired win rate of a over b (ties count ½), with its standard error."""
+    a, b = np.asarray(rewards_a, float), np.asarray(rewards_b, float)
+    return mean_se((a > b) + 0.5 * (a == b))
+
+
+def best_of_n_gold(model, tokenizer, prompts: list[str], n: int, seed: int = 0,
+                   profile: Profile | str | None = None) -> dict:
+    """For each prompt, n samples: their best and mean gold reward (headroom of a policy)."""
+    res = gold_eval(model, tokenizer, prompts, samples_per_prompt=n, seed=seed, profile=profile)
+    r = res.rewards.reshape(len(prompts), n)
+    return {"best": r.max(1), "mean": r.mean(1), "families": [world.parse_prompt(p).family for p in prompts]}
+
+
+def report_card(results: dict[str, EvalResult]) -> str:
+    """One row per policy: mean ± se and the per-family means."""
+    head = f"{'policy':14} {'gold reward':>16} " + " ".join(f"{f[:10]:>10}" for f in world.FAMILIES)
+    rows = [head]
+    for name, r in results.items():
+        fam = r.by_family()
+        rows.append(f"{name:14} {r.mean:+8.3f} ± {r.se:.3f} " + " ".join(f"{fam[f][0]:+10.3f}" for f in world.FAMILIES))
+    return "\n".join(rows)
+
+
+# --- cached evaluations of zoo entries: a later chapter reuses an earlier chapter's numbers ---
+
+
+def evaluate_entry(name: str, profile: Profile | str | None = None, seed: int = 0) -> EvalResult:
+    """`gold_eval` of the zoo entry `name` with the protocol, cached by the entry's key."""
+    from . import zoo
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    entry = zoo.get(name, prof)
+
+    def run() -> dict:
+        model, tok = entry.load()
+        return gold_eval(model, tok, seed=seed, profile=prof).to_dict()
+    config = {"entry": entry.path.name, "protocol": PROTOCOL_VERSION, "seed": seed}
+    return EvalResult.from_dict(zoo.cached_run(f"eval-{name}", config, run, prof.name))
+
+
+def headroom(base: str = "base", policy: str = "sft", profile: Profile | str | None = None,
+             seed: int = 0) -> dict[str, dict]:
+    """Per family: base and policy mean gold reward (the protocol), the policy's best-of-N mean
+    by the gold reward on `headroom_prompts_per_family` prompts, and the fraction of the way
+    from base to best-of-N the policy closed: (policy − base) / (best-of-N − base)."""
+    from . import zoo
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    base_f = evaluate_entry(base, prof, seed).by_family()
+    pol_f = evaluate_entry(policy, prof, seed).by_family()
+    entry = zoo.get(policy, prof)
+
+    def run() -> dict:
+        model, tok = entry.load()
+        out = {}
+        for fam in world.FAMILIES:
+            prompts = world.eval_prompts(fam, n=prof.headroom_prompts_per_family, seed=seed)
+            out[fam] = float(best_of_n_gold(model, tok, prompts, prof.best_of_n, seed, prof)["best"].mean())
+        return out
+    config = {"entry": entry.path.name, "protocol": PROTOCOL_VERSION, "seed": seed, "n": prof.best_of_n}
+    best = zoo.cached_run(f"best-of-n-{policy}", config, run, prof.name)
+    rows = {}
+    for fam in world.FAMILIES:
+        b, p, bon = base_f[fam][0], pol_f[fam][0], best[fam]
+        rows[fam] = {"base": b, "policy": p, "best_of_n": bon, "n": prof.best_of_n,
+                     "closed": (p - b) / (bon - b) if bon != b else math.nan}
+    return rows
