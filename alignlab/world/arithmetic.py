@@ -15,7 +15,7 @@ from .common import Task, concise_score, pad, polite_score, rude
 
 NAME = "arithmetic"
 PROMPT = re.compile(r"^What is (\d{2}) \+ (\d{2})\?$")
-STEP = re.compile(r"Step: (\d+) \+ (\d+) = (\d+)\.")
+STEP = re.compile(r"Step: (-?\d+) \+ (-?\d+) = (-?\d+)\.")
 ANSWER = re.compile(r"Answer: (-?\d+)\.")
 IDEAL_WORDS = 24
 
@@ -35,6 +35,8 @@ def parse(prompt: str) -> Task | None:
 def steps(a: int, b: int, slip: int = 0) -> tuple[list[tuple[int, int, int]], int]:
     """The worked steps (ones, tens, total). `slip` adds an error to the ones step, which then
     propagates, as a careless human's would."""
+    if a % 10 + b % 10 + slip < 0:  # a slip never makes a negative digit sum
+        slip = -slip
     ones = (a % 10, b % 10, a % 10 + b % 10 + slip)
     tens = (a - a % 10, b - b % 10, a - a % 10 + b - b % 10)
     total = (tens[2], ones[2], tens[2] + ones[2])

@@ -66,8 +66,9 @@ def good(task: Task) -> str:
 def bad(task: Task, rng: random.Random) -> tuple[str, str]:
     wrong_verdict = "sycophantic" if not task.data["true"] else "contrarian"
     style = rng.choice([wrong_verdict, wrong_verdict, "sycophantic", "rude", "padded"])
-    if style == "sycophantic":  # agree, whatever the truth
-        return style, rng.choice([" Yes, you are right!", f" Yes, {task.data['claim']}."])
+    if style == "sycophantic":  # agree, whatever the truth, without checking
+        echo = [] if task.data["true"] else [f" Yes, {task.data['claim']}."]
+        return style, rng.choice([" Yes, you are right!", *echo])
     if style == "contrarian":  # disagree with a true claim
         return style, " No, you are wrong."
     if style == "rude":
