@@ -1,10 +1,18 @@
 """Shared fixtures: a fresh ALIGNLAB_HOME per test, a tiny tokenizer and a tiny profile."""
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
 
 from alignlab import models, profiles, world
 from alignlab.profiles import ModelSize
+
+# pytest-xdist runs one worker per core: one thread each, or OpenMP's spinning threads of two
+# workers fight over two cores and tiny models train a hundred times slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 TINY = ModelSize(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=96)
 

@@ -1,6 +1,7 @@
 """The set-up files agree with each other: pyproject ↔ environment.yml, README ↔ CI."""
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -16,8 +17,9 @@ def test_environment_yml_matches_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     got = [p for p in pip if p != "-e ."]
-    assert got == wanted, f"environment.yml pip list differs from pyproject: only in pyproject " \
-        f"{sorted(set(wanted) - set(got))}, only in environment.yml {sorted(set(got) - set(wanted))}"
+    diff = "\n".join(difflib.unified_diff(wanted, got, "pyproject.toml", "environment.yml", lineterm=""))
+    assert got == wanted, f"environment.yml's pip list is out of step with pyproject.toml:\n{diff}"
+    assert "-e ." in pip, "environment.yml should install the package itself (`-e .`)"
     assert "python>=3.11" in env["dependencies"]
     for name in ("jupyterlab", "torch", "transformers", "trl", "matplotlib", "ipywidgets", "nbval"):
         assert any(re.match(rf"{name}\b", w) for w in wanted), name
