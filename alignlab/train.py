@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -109,6 +110,9 @@ def _accelerator(config: TrainConfig) -> Accelerator:
     mp = config.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    # Another trainer in this process (TRL's, an earlier run) may have fixed the global
+    # precision state; start ours afresh. The process group (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
 
 

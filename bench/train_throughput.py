@@ -57,7 +57,7 @@ def run_alignlab(path: str, docs: list[str], prof, steps: int) -> dict:
 
 def run_trl(path: str, docs: list[str], prof, steps: int, out_dir: str) -> dict:
     import datasets
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     class Clock(TrainerCallback):
@@ -79,6 +79,7 @@ def run_trl(path: str, docs: list[str], prof, steps: int, out_dir: str) -> dict:
     clock = Clock()
     trainer = SFTTrainer(model=path, args=args, train_dataset=data,
                          processing_class=models.load_tokenizer(path), callbacks=[clock])
+    trainer.remove_callback(PrinterCallback)  # keep stdout to our one JSON line
     trainer.train()
     seconds = time.perf_counter() - clock.t0
     tokens = trainer.state.num_input_tokens_seen - clock.tok0

@@ -1,5 +1,5 @@
-"""Run by tests/test_distributed.py: a few steps of `alignlab.train` under `accelerate launch`
-(or plainly), saving the final parameters. Not a test module itself."""
+"""Run by tests/test_distributed.py: a few steps of `alignlab.train`, in one process or under a
+multi-process launcher, saving the final parameters. Not a test module itself."""
 from __future__ import annotations
 
 import sys
@@ -21,8 +21,10 @@ def main(out: str, grad_accum: int) -> None:
     cfg = train.TrainConfig(steps=3, lr=1e-2, grad_accum=grad_accum, progress=False, log_every=1)
     hist = train.train(model, batches, train.lm_loss, cfg)
     from accelerate import PartialState
-    if PartialState().is_main_process:
-        torch.save({"params": [p.detach().cpu() for p in model.parameters()], "history": hist}, out)
+    state = PartialState()
+    if state.is_main_process:
+        torch.save({"params": [p.detach().cpu() for p in model.parameters()], "history": hist,
+                    "world_size": state.num_processes}, out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def test_train_throughput_prints_json():
     out = subprocess.run([sys.executable, "bench/train_throughput.py", "--profile", "ci", "--steps", "5"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{\"bench\"")]
     assert len(lines) == 1
     row = json.loads(lines[0])
     assert row["bench"] == "train_throughput" and row["profile"] == "ci"

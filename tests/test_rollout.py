@@ -53,10 +53,8 @@ def test_rollout_logprobs_equal_teacher_forcing(model, tok):
     lp, mask = rollout.sequence_logprobs(model, tok, ro.prompts, response_ids=ro.tokens, mask=ro.mask)
     assert torch.equal(mask, ro.mask)
     assert torch.allclose(lp, ro.logprobs, atol=1e-4)
-    # the texts are what the tokens say, and teacher forcing the text gives the same log-probs
-    lp_text, _ = rollout.sequence_logprobs(model, tok, ro.prompts, ro.texts)
-    done = ro.finished
-    assert torch.allclose(lp_text[done].sum(-1), ro.logprobs[done].sum(-1), atol=1e-3)
+    # (Teacher-force the *ids*, not the text: an untrained model's samples need not be the
+    # tokenizer's canonical encoding of their own text.)
 
 
 def test_mask_and_finished_flags(model, tok):

@@ -86,8 +86,8 @@ def test_cached_run_runs_once_and_survives_corruption(alignlab_home, capsys):
     assert zoo.cached_run("exp", {"a": 1}, fn, "ci") == {"x": 1}
     assert zoo.cached_run("exp", {"a": 1}, fn, "ci") == {"x": 1}
     assert zoo.cached_run("exp", {"a": 2}, fn, "ci") == {"x": 2}
-    path = next((alignlab_home / "runs" / "ci").glob("exp-*.json"))
-    path.write_text("{broken")
+    for path in (alignlab_home / "runs" / "ci").glob("exp-*.json"):
+        path.write_text("{broken")
     assert zoo.cached_run("exp", {"a": 1}, fn, "ci") == {"x": 3}
     assert list(path.parent.glob("*.corrupt-*")) and "damaged" in capsys.readouterr().out
 
