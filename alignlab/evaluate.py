@@ -32,19 +32,20 @@ def mean_se(x) -> tuple[float, float]:
     x = np.asarray(x, dtype=float)
     if len(x) == 0:
         return math.nan, math.nan
-    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
+    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
+    return float(x.mean()), se
 
 
 @dataclass
 class EvalResult:
     """Gold-reward scores of one policy's samples (one entry per sample)."""
 
-    prompts: list[str]
-    responses: list[str]
-    rewards: np.ndarray
-    components: dict[str, np.ndarray]
-    families: list[str]
-    behaviours: dict[str, list] = field(default_factory=dict)
+    prompts: list[str]  # N prompts, one per sample (a prompt repeats for several samples)
+    responses: list[str]  # N response texts
+    rewards: np.ndarray  # (N,) gold reward
+    components: dict[str, np.ndarray]  # component name → (N,) its unweighted value
+    families: list[str]  # N task families
+    behaviours: dict[str, list] = field(default_factory=dict)  # behaviour → N of True/False/None (n/a)
 
     @property
     def n(self) -> int:
@@ -72,6 +73,7 @@ class EvalResult:
         return out
 
     def summary(self) -> str:
+        """A short table: overall and per-family mean ± se, then the behaviour rates."""
         lines = [f"mean gold reward {self.mean:+.3f} ± {self.se:.3f} (n = {self.n})"]
         lines += [f"  {f:12} {m:+.3f} ± {s:.3f} (n = {k})" for f, (m, s, k) in self.by_family().items()]
         lines += ["behaviour rates:"]
@@ -79,6 +81,7 @@ class EvalResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """Plain lists and dicts (json.dumps-able), so a result can be cached; see from_dict."""
         return {"prompts": self.prompts, "responses": self.responses, "rewards": self.rewards.tolist(),
                 "components": {k: v.tolist() for k, v in self.components.items()},
                 "families": self.families, "behaviours": self.behaviours}
@@ -90,7 +93,9 @@ class EvalResult:
 
 
 def score(prompts: list[str], responses: list[str]) -> EvalResult:
-    """Score any (prompt, response) texts with the gold reward."""
+    """Score any (prompt, response) texts with the gold reward (text from anywhere: a policy,
+    the world's demonstrations, a human). reward = Σ_k WEIGHTS[k] · component_k, which is
+    `world.gold_reward` computed once per pair instead of twice."""
     comps = [world.gold_components(p, r) for p, r in zip(prompts, responses)]
     behav = [world.behaviours(p, r) for p, r in zip(prompts, responses)]
     return EvalResult(
@@ -127,8 +132,9 @@ def sequence_kl(policy, ref, tokenizer, rollout: Rollout) -> torch.Tensor:
     """Σ_t log π(y_t) − log π_ref(y_t) over each of the policy's own samples → (B,).
 
     Its mean is an unbiased estimate of KL(π ‖ π_ref) (a single sample can be negative)."""
-    lp, mask = sequence_logprobs(policy, tokenizer, rollout.prompts, response_ids=rollout.tokens, mask=rollout.mask)
-    ref_lp, _ = sequence_logprobs(ref, tokenizer, rollout.prompts, response_ids=rollout.tokens, mask=rollout.mask)
+    ids = dict(response_ids=rollout.tokens, mask=rollout.mask)
+    lp, mask = sequence_logprobs(policy, tokenizer, rollout.prompts, **ids)  # (B, T)
+    ref_lp, _ = sequence_logprobs(ref, tokenizer, rollout.prompts, **ids)  # (B, T)
     return ((lp - ref_lp) * mask).sum(-1)
 
 
@@ -145,12 +151,20 @@ def win_rate(rewards_a, rewards_b) -> tuple[float, float]:
     return mean_se((a > b) + 0.5 * (a == b))
 
 
-def best_of_n_gold(model, tokenizer, prompts: list[str], n: int, seed: int = 0,
+def best_of_n_gold(model, tokenizer, prompts: list[str], n: int, seed: int = 0, temperature: float = 1.0,
+                   top_p: float = 1.0, max_new_tokens: int | None = None,
                    profile: Profile | str | None = None) -> dict:
-    """For each prompt, n samples: their best and mean gold reward (headroom of a policy)."""
-    res = gold_eval(model, tokenizer, prompts, samples_per_prompt=n, seed=seed, profile=profile)
-    r = res.rewards.reshape(len(prompts), n)
-    return {"best": r.max(1), "mean": r.mean(1), "families": [world.parse_prompt(p).family for p in prompts]}
+    """For each of P prompts, n samples scored by the gold reward (the policy's headroom).
+
+    Returns {"best": (P,) max over the n, "mean": (P,) mean over the n, "rewards": (P, n),
+    "families": P family names}. best − mean is what best-of-n selection by the true reward
+    would add on top of the policy.
+    """
+    res = gold_eval(model, tokenizer, prompts, samples_per_prompt=n, seed=seed, temperature=temperature,
+                    top_p=top_p, max_new_tokens=max_new_tokens, profile=profile)
+    r = res.rewards.reshape(len(prompts), n)  # (P, n): samples of a prompt are adjacent
+    return {"best": r.max(1), "mean": r.mean(1), "rewards": r,
+            "families": [world.parse_prompt(p).family for p in prompts]}
 
 
 def report_card(results: dict[str, EvalResult]) -> str:
@@ -159,7 +173,8 @@ def report_card(results: dict[str, EvalResult]) -> str:
     rows = [head]
     for name, r in results.items():
         fam = r.by_family()
-        rows.append(f"{name:14} {r.mean:+8.3f} ± {r.se:.3f} " + " ".join(f"{fam[f][0]:+10.3f}" for f in world.FAMILIES))
+        per_family = " ".join(f"{fam[f][0]:+10.3f}" for f in world.FAMILIES)
+        rows.append(f"{name:14} {r.mean:+8.3f} ± {r.se:.3f} {per_family}")
     return "\n".join(rows)
 
 
@@ -195,7 +210,8 @@ def headroom(base: str = "base", policy: str = "sft", profile: Profile | str | N
         out = {}
         for fam in world.FAMILIES:
             prompts = world.eval_prompts(fam, n=prof.headroom_prompts_per_family, seed=seed)
-            out[fam] = float(best_of_n_gold(model, tok, prompts, prof.best_of_n, seed, prof)["best"].mean())
+            bon = best_of_n_gold(model, tok, prompts, prof.best_of_n, seed, profile=prof)
+            out[fam] = float(bon["best"].mean())
         return out
     config = {"entry": entry.path.name, "protocol": PROTOCOL_VERSION, "seed": seed, "n": prof.best_of_n}
     best = zoo.cached_run(f"best-of-n-{policy}", config, run, prof.name)
@@ -205,3 +221,13 @@ def headroom(base: str = "base", policy: str = "sft", profile: Profile | str | N
         rows[fam] = {"base": b, "policy": p, "best_of_n": bon, "n": prof.best_of_n,
                      "closed": (p - b) / (bon - b) if bon != b else math.nan}
     return rows
+
+
+def paired_difference(a: EvalResult, b: EvalResult) -> tuple[float, float]:
+    """Mean and standard error of a − b, sample by sample: both results must come from the same
+    prompts in the same order (the protocol with one seed), so each pair shares its prompt and
+    its random numbers and the prompt-to-prompt variation cancels."""
+    if a.prompts != b.prompts:
+        raise ValueError("paired_difference needs two evaluations of the same prompts in the same "
+                         "order (use the protocol's default prompts and the same seed for both).")
+    return mean_se(a.rewards - b.rewards)

@@ -42,7 +42,8 @@ def build_base(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
     rows = train.pack(tok, world.pretraining_corpus(profile.corpus_dialogs), profile.model.max_length)
     model = models.build_model(profile.model, tok).to(models.pick_device())
     config = train.TrainConfig(steps=profile.pretrain_steps, lr=profile.pretrain_lr,
-                               desc=f"pretrain base ({profile.name})", checkpoint_every=100)
+                               desc=f"pretrain base ({profile.name})",
+                               checkpoint_every=max(1, profile.pretrain_steps // 6))
     meta = _train_and_save("base", model, tok, train.packed_batches(rows, profile.pretrain_batch),
                            config, out, profile)
     return meta | {"corpus_rows": len(rows)}
@@ -55,6 +56,6 @@ def build_sft(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
     pairs = world.sft_demonstrations(profile.sft_demos)
     steps = max(1, profile.sft_epochs * len(pairs) // profile.sft_batch)
     config = train.TrainConfig(steps=steps, lr=profile.sft_lr, warmup_steps=max(1, steps // 10),
-                               desc=f"SFT ({profile.name})", checkpoint_every=50)
+                               desc=f"SFT ({profile.name})", checkpoint_every=max(1, steps // 3))
     batches = train.sft_batches(tok, pairs, profile.sft_batch, profile.model.max_length)
     return _train_and_save("sft", model, tok, batches, config, out, profile) | {"demos": len(pairs)}

@@ -1,53 +1,119 @@
-"""The evaluation protocol: statistics, scoring, KL, caching of zoo evaluations."""
+"""The evaluation protocol: statistics, scoring, KL, best-of-n, caching of zoo evaluations."""
 from __future__ import annotations
 
 import json
 import math
+import random
 
 import numpy as np
 import pytest
+import torch
 
-from alignlab import evaluate, world
+from alignlab import evaluate, models, rollout, world
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads (see test_rollout.py)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    from conftest import TINY
+    return models.build_model(TINY, tok, seed=0).eval()
 
 
 def test_mean_se():
-    x = np.array([1.0, 2.0, 4.0, 7.0])
+    x = np.random.default_rng(0).normal(size=37)
     m, se = evaluate.mean_se(x)
-    assert m == pytest.approx(3.5) and se == pytest.approx(x.std(ddof=1) / 2)
-    assert math.isnan(evaluate.mean_se([1.0])[1])
+    assert m == pytest.approx(x.mean()) and se == pytest.approx(x.std(ddof=1) / np.sqrt(37))
+    assert evaluate.mean_se([1.0])[0] == 1.0 and math.isnan(evaluate.mean_se([1.0])[1])
+    assert all(math.isnan(v) for v in evaluate.mean_se([]))
 
 
 def test_win_rate_counts_ties_half():
-    rate, _ = evaluate.win_rate([1, 2, 3, 0], [0, 2, 4, -1])
+    rate, se = evaluate.win_rate([1, 2, 3, 0], [0, 2, 4, -1])
     assert rate == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert se == pytest.approx(np.std([1, 0.5, 0, 1], ddof=1) / 2)
+    assert evaluate.win_rate([1, 1], [1, 1]) == (0.5, 0.0)
+
+
+def test_eval_set_is_fixed_and_covers_every_family():
+    prof = evaluate.get_profile("ci")
+    prompts = evaluate.eval_set(prof)
+    assert prompts == evaluate.eval_set("ci")
+    assert len(prompts) == prof.eval_prompts_per_family * len(world.FAMILIES)
+    assert {world.parse_prompt(p).family for p in prompts} == set(world.FAMILIES)
 
 
 def test_score_demonstrations_beat_bad_responses():
-    import random
     prompts = world.eval_prompts(n=50)
     rng = random.Random(0)
     good = evaluate.score(prompts, [world.demonstration(p) for p in prompts])
     bad = evaluate.score(prompts, [world.sample_response(p, rng, p_good=0)[1] for p in prompts])
     assert good.mean > bad.mean
-    assert set(good.by_family()) == set(world.FAMILIES)
+    assert bad.rewards == pytest.approx([world.gold_reward(p, r) for p, r in zip(prompts, bad.responses)])
+    assert list(good.by_family()) == list(world.FAMILIES) and set(bad.components) == set(world.COMPONENTS)
     rates = bad.rates()
     assert set(rates) == set(world.BEHAVIOURS) and all(0 <= r[0] <= 1 for r in rates.values() if r[2])
-    back = evaluate.EvalResult.from_dict(json.loads(json.dumps(bad.to_dict())))
-    assert back.mean == bad.mean and back.rates() == rates
+    assert "mean gold reward" in bad.summary()
 
 
-def test_gold_eval_and_kl_on_a_tiny_model(tok, tiny_model, tiny_profile):
+def test_eval_result_round_trips_through_json():
+    prompts = world.eval_prompts(n=10)
+    res = evaluate.score(prompts, [" I don't know."] * 10)
+    back = evaluate.EvalResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert back.responses == res.responses and back.families == res.families
+    assert np.array_equal(back.rewards, res.rewards) and back.behaviours == res.behaviours
+    assert all(np.array_equal(back.components[k], v) for k, v in res.components.items())
+    assert back.mean == res.mean and back.rates() == res.rates()
+
+
+def test_gold_eval_runs_end_to_end(model, tok, tiny_profile):
     prompts = world.eval_prompts(n=5)
-    res = evaluate.gold_eval(tiny_model, tok, prompts, samples_per_prompt=2, profile=tiny_profile)
-    assert res.n == 10 and set(res.by_family()) == set(world.FAMILIES)
-    ro = evaluate.sample(tiny_model, tok, prompts, 2, profile=tiny_profile)
-    kl = evaluate.sequence_kl(tiny_model, tiny_model, tok, ro)
+    res = evaluate.gold_eval(model, tok, prompts, samples_per_prompt=2, profile=tiny_profile)
+    assert res.n == 10 and list(res.by_family()) == list(world.FAMILIES)
+    assert res.prompts == [p for p in prompts for _ in range(2)]
+    again = evaluate.gold_eval(model, tok, prompts, samples_per_prompt=2, profile=tiny_profile)
+    assert again.responses == res.responses  # same seed, same samples
+    card = evaluate.report_card({"tiny": res, "again": again})
+    assert len(card.splitlines()) == 3 and "tiny" in card
+
+
+def test_sequence_kl_to_itself_is_zero(model, tok, tiny_profile):
+    prompts = world.eval_prompts(n=5)
+    ro = evaluate.sample(model, tok, prompts, 2, profile=tiny_profile)
+    kl = evaluate.sequence_kl(model, model, tok, ro)
     assert kl.shape == (10,) and kl.abs().max() == 0
+    assert evaluate.kl_to_ref(model, model, tok, prompts, 2, profile=tiny_profile) == (0.0, 0.0)
 
 
+def test_sequence_kl_is_the_log_ratio_summed_over_the_response(model, tok):
+    from conftest import TINY
+    ref = models.build_model(TINY, tok, seed=1).eval()
+    ro = rollout.generate(model, tok, world.eval_prompts(n=4), max_new_tokens=6)
+    ref_lp, _ = rollout.sequence_logprobs(ref, tok, ro.prompts, response_ids=ro.tokens, mask=ro.mask)
+    expected = ((ro.logprobs - ref_lp) * ro.mask).sum(-1)
+    assert torch.allclose(evaluate.sequence_kl(model, ref, tok, ro), expected, atol=1e-4)
+
+
+def test_best_of_n_gold(model, tok, tiny_profile):
+    prompts = world.eval_prompts(n=3)
+    out = evaluate.best_of_n_gold(model, tok, prompts, n=4, profile=tiny_profile)
+    assert out["rewards"].shape == (3, 4) and out["best"].shape == out["mean"].shape == (3,)
+    assert (out["best"] >= out["mean"]).all()
+    assert out["families"] == [world.parse_prompt(p).family for p in prompts]
+
+
+@pytest.mark.slow
 def test_evaluate_entry_is_cached(alignlab_home, tiny_profile):
     first = evaluate.evaluate_entry("sft", tiny_profile)
-    assert first.n == tiny_profile.eval_prompts_per_family * len(world.FAMILIES) * tiny_profile.eval_samples_per_prompt
+    per_family = tiny_profile.eval_prompts_per_family * tiny_profile.eval_samples_per_prompt
+    assert first.n == per_family * len(world.FAMILIES)
     assert list((alignlab_home / "runs" / "ci").glob("eval-sft-*.json"))
     again = evaluate.evaluate_entry("sft", tiny_profile)
     assert again.responses == first.responses
@@ -56,3 +122,13 @@ def test_evaluate_entry_is_cached(alignlab_home, tiny_profile):
         assert set(row) == {"base", "policy", "best_of_n", "n", "closed"}
         expected = (row["policy"] - row["base"]) / (row["best_of_n"] - row["base"])
         assert row["closed"] == pytest.approx(expected, nan_ok=True)
+
+
+def test_paired_difference_needs_the_same_prompts():
+    prompts = world.eval_prompts(n=10)
+    good = evaluate.score(prompts, [world.demonstration(p) for p in prompts])
+    empty = evaluate.score(prompts, [""] * 10)
+    diff, se = evaluate.paired_difference(good, empty)
+    assert diff == pytest.approx(good.mean - empty.mean) and se >= 0
+    with pytest.raises(ValueError, match="same prompts"):
+        evaluate.paired_difference(good, evaluate.score(prompts[::-1], [""] * 10))

@@ -97,3 +97,28 @@ def test_entries_and_clean(alignlab_home, tiny_profile):
     rows = zoo.entries("ci")
     assert [r["state"] for r in rows] == ["ok"] and rows[0]["entry"].startswith("tokenizer-")
     assert zoo.clean("ci") >= 1 and zoo.entries("ci") == []
+
+
+def test_interrupted_build_resumes_from_its_checkpoint(alignlab_home, tiny_profile, monkeypatch, capsys):
+    from alignlab import train
+    real = train.packed_batches
+    state = {"crashed": False}
+
+    def crash_once(rows, batch_size, seed=0):
+        inner = real(rows, batch_size, seed)
+
+        def batch_fn(i):
+            if i == 4 and not state["crashed"]:
+                state["crashed"] = True
+                raise KeyboardInterrupt("the student closed the notebook")
+            return inner(i)
+        return batch_fn
+    monkeypatch.setattr(train, "packed_batches", crash_once)
+    with pytest.raises(KeyboardInterrupt):
+        zoo.get("base", tiny_profile)
+    assert not zoo.entry_path("base", tiny_profile).exists()  # nothing half-built is visible
+    assert list(zoo.partial_dir("base", tiny_profile).glob("*.pt"))
+    entry = zoo.get("base", tiny_profile)
+    assert "resuming 'pretrain base (ci)' from its checkpoint at step 4/6" in capsys.readouterr().out
+    assert entry.meta["history"][-1]["step"] == 6
+    assert not zoo.partial_dir("base", tiny_profile).exists()  # the finished model supersedes it

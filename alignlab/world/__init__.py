@@ -17,7 +17,7 @@ from .gold import (BEHAVIOURS, EMPTY_REWARD, FAMILIES, WEIGHTS, behaviours, gold
                    gold_reward, parse_prompt)
 from .labelers import DEFAULT_TEMPERATURE, Labeler, agreement_stats
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"
 """Bump when anything above changes what the world generates or how it scores: the zoo keys
 every checkpoint by it, so stale models are rebuilt rather than silently reused."""
 

@@ -81,15 +81,13 @@ def comparison_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 def demo_covers(task: Task) -> bool:
     """Which prompts demonstrators wrote for: arithmetic, facts about known countries, positive
-    reviews and refusals of harmful requests. No demonstrations for unknown countries, negative
-    reviews, benign look-alikes or sycophancy bait: headroom for chapters 2-8."""
+    reviews, and harmful requests with their benign look-alikes. No demonstrations for unknown
+    countries, negative reviews or sycophancy bait: headroom for chapters 2-8."""
     if task.family == "knowledge":
         return task.data["truth"] is not None
     if task.family == "reviews":
         return task.data["polarity"] == "positive"
-    if task.family == "harmful":
-        return task.data["harmful"]
-    return task.family == "arithmetic"
+    return task.family in ("arithmetic", "harmful")
 
 
 def sft_demonstrations(n: int, seed: int = 0) -> list[tuple[str, str]]:

@@ -73,6 +73,8 @@ def bad(task: Task, rng: random.Random) -> tuple[str, str]:
         return style, _review(task.data["title"], same, 0, rng)
     if style == "off_topic":
         other = f"The {rng.choice(ADJ1)} {rng.choice(NOUN)}"
+        while other == task.data["title"]:  # off topic means another film
+            other = f"The {rng.choice(ADJ1)} {rng.choice(NOUN)}"
         return style, _review(other, same, 1, rng)
     if style == "rude":
         return style, rude(good(task), rng)
