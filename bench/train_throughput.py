@@ -31,8 +31,11 @@ logging. Tokens = (N - W) × batch × seq_len; for TRL the script checks this ag
 own `num_input_tokens_seen` (with `--trl-packing bfd`, TRL's padding-free default, the batch is one
 long sequence of the documents that fit, and its own count is used). The two run one after the
 other (alignlab first) on one machine, so a busy machine skews the ratio: `load_avg_1m` is
-recorded next to the result. Prints one JSON line on stdout (all else goes to stderr). No test
-asserts a time; record results in bench/RESULTS.md with the machine and date.
+recorded next to the result. Threads are torch's default (the "device" field says how many); set
+OMP_NUM_THREADS=1 on a shared machine: on two busy cores, two threads ran ten times slower than
+one and the ratio swung from 0.2 to 2 between runs, while one thread gave the same ratio twice.
+Prints one JSON line on stdout (all else goes to stderr). No test asserts a time; record results
+in bench/RESULTS.md with the machine and date.
 """
 from __future__ import annotations
 

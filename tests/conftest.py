@@ -1,24 +1,36 @@
 """Shared fixtures: a fresh ALIGNLAB_HOME per test, a tiny tokenizer and a tiny profile."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from alignlab import models, profiles, world
 from alignlab.profiles import ModelSize
 
-# pytest-xdist runs one worker per core: one thread each, or OpenMP's spinning threads of two
-# workers fight over two cores and tiny models train a hundred times slower.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
+# One intra-op thread. The test models are so small that a second thread buys nothing, and when
+# anything else runs on the 2 cores (a second xdist worker, a notebook, a spawned process)
+# OpenMP's spinning threads fight over them: the 30-step training test took 33 s with two
+# threads on a loaded machine and 0.35 s with one.
+torch.set_num_threads(1)
 
 TINY = ModelSize(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=96)
+"""A 2-layer Llama of ~40K parameters (half of them the tied 512 × 32 embedding)."""
+
+
+def tiny(**changes) -> profiles.Profile:
+    """The ci profile shrunk to seconds. It keeps the name `ci`, but entry keys hash the whole
+    profile, so its entries never meet (or reuse) those of the real ci profile."""
+    base = profiles.get_profile("ci").replace(
+        name="ci", model=TINY, corpus_dialogs=300, pretrain_steps=6, pretrain_batch=4,
+        sft_demos=20, sft_epochs=1, sft_batch=4, eval_prompts_per_family=2,
+        eval_samples_per_prompt=2, best_of_n=2, headroom_prompts_per_family=1,
+        max_new_tokens=24, gen_batch=32)
+    return base.replace(**changes)
 
 
 @pytest.fixture
 def alignlab_home(tmp_path, monkeypatch):
+    """An empty cache for this test only (the zoo and cached runs live under it)."""
     monkeypatch.setenv("ALIGNLAB_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
 
@@ -35,8 +47,5 @@ def tiny_model(tok):
 
 @pytest.fixture(scope="session")
 def tiny_profile():
-    """The ci profile shrunk to seconds; entry keys hash it, so it never meets the real cache."""
-    return profiles.get_profile("ci").replace(
-        model=TINY, corpus_dialogs=300, pretrain_steps=6, pretrain_batch=4, sft_demos=20,
-        sft_epochs=1, sft_batch=4, eval_prompts_per_family=2, eval_samples_per_prompt=2,
-        best_of_n=2, headroom_prompts_per_family=1, max_new_tokens=24, gen_batch=32)
+    """Pass it to `zoo.get(name, tiny_profile)` (the zoo accepts a Profile object)."""
+    return tiny()

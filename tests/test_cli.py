@@ -1,23 +1,51 @@
-"""The `alignlab` command line."""
+"""The `alignlab` command line, called in-process through `cli.main(argv)`."""
 from __future__ import annotations
+
+import pytest
 
 from alignlab import cli, zoo
 
 
-def test_info_and_list(alignlab_home, capsys):
+@pytest.fixture(autouse=True)
+def _restore_profile_env(monkeypatch):
+    # `zoo --profile P` sets ALIGNLAB_PROFILE in the process; undo it after each test.
+    monkeypatch.setenv("ALIGNLAB_PROFILE", "ci")
+
+
+def test_info_prints_the_profile_and_cache(alignlab_home, capsys):
     assert cli.main(["info", "--profile", "ci"]) == 0
-    assert "profile: ci" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "alignlab " in out and "profile: ci" in out and f"cache: {alignlab_home}" in out
+
+
+def test_list(alignlab_home, tiny_profile, capsys):
     assert cli.main(["zoo", "list"]) == 0
     assert "0 entries" in capsys.readouterr().out
+    entry = zoo.get("tokenizer", tiny_profile)
+    capsys.readouterr()
+    assert cli.main(["zoo", "list", "--profile", "ci"]) == 0
+    out = capsys.readouterr().out
+    assert entry.path.name in out and " ok" in out and "1 entries" in out
 
 
 def test_clean_needs_confirmation(alignlab_home, tiny_profile, capsys):
-    zoo.get("tokenizer", tiny_profile)
+    entry = zoo.get("tokenizer", tiny_profile)
     assert cli.main(["zoo", "clean"]) == 2
-    assert zoo.entries() and "--yes" in capsys.readouterr().err
-    assert cli.main(["zoo", "clean", "--yes"]) == 0 and not zoo.entries()
+    assert "--yes" in capsys.readouterr().err
+    assert entry.path.exists() and zoo.verify(entry.path) is None  # nothing deleted
+    assert cli.main(["zoo", "clean", "--yes"]) == 0 and not entry.path.exists() and not zoo.entries()
 
 
-def test_unknown_entry_is_a_clear_error(alignlab_home, capsys):
-    assert cli.main(["zoo", "build", "--profile", "ci", "nonexistent"]) == 2
-    assert "No zoo entry named 'nonexistent'" in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [["zoo", "build", "nonexistent", "--profile", "ci"],
+                                  ["zoo", "build", "--profile", "ci", "nonexistent"]])
+def test_unknown_entry_is_a_clear_error(alignlab_home, capsys, argv):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "No zoo entry named 'nonexistent'" in err and "'sft'" in err and "Traceback" not in err
+    assert not (alignlab_home / "zoo" / "ci").exists() or not any((alignlab_home / "zoo" / "ci").iterdir())
+
+
+def test_bad_arguments_exit_with_usage(alignlab_home, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["zoo", "frobnicate"])
+    assert stop.value.code == 2 and "invalid choice" in capsys.readouterr().err

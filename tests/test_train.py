@@ -1,5 +1,5 @@
 """The training loop: it learns, accumulation equals a big batch, an interrupted run resumes
-exactly, a damaged checkpoint is kept aside."""
+exactly, a damaged checkpoint is kept aside; and the LM batch builders."""
 from __future__ import annotations
 
 import copy
@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from alignlab import models, train, world
+from alignlab import losses, models, train, world
 
 from conftest import TINY
 
@@ -21,19 +21,34 @@ def rows(tok):
     return train.pack(tok, world.pretraining_corpus(300), 32)
 
 
-def test_pack_rows_have_eos_separators(tok, rows):
-    assert rows.shape[1] == 33 and (rows == tok.eos_token_id).any()
+def test_pack_rows_are_the_corpus_cut_into_length_plus_one(tok):
+    docs = world.pretraining_corpus(50)
+    rows = train.pack(tok, docs, 32)
+    assert rows.ndim == 2 and rows.shape[1] == 33 and len(rows) > 1
+    stream = [i for d in docs for i in tok.encode(d, add_special_tokens=False) + [tok.eos_token_id]]
+    assert rows.flatten().tolist() == stream[: rows.numel()]  # eos separates the documents
+    assert (rows == tok.eos_token_id).sum() >= len(rows) // 2
+
+
+def test_packed_batches_are_shifted_and_deterministic(rows):
+    fn = train.packed_batches(rows, 4, seed=0)
+    b = fn(3)
+    assert b["input_ids"].shape == b["labels"].shape == (4, 32)
+    assert torch.equal(b["input_ids"][:, 1:], b["labels"][:, :-1]) and b["mask"].all()
+    assert all(torch.equal(b[k], fn(3)[k]) for k in b)  # a resumed run sees the same data
 
 
 def test_loss_falls_on_a_fixed_batch(tiny_model, rows):
     fixed = train.packed_batches(rows[:8], 8)
     hist = train.train(tiny_model, fixed, train.lm_loss, quiet(steps=30, lr=3e-3, warmup_steps=1))
-    assert hist[-1]["loss"] < 0.7 * hist[0]["loss"]
+    assert [h["step"] for h in hist] == list(range(1, 31))
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
+    assert hist[-1]["loss"] < 0.7 * hist[0]["loss"]
+    assert not tiny_model.training  # handed back in eval mode
 
 
 def _uneven_batches(tok):
-    """8 SFT rows of different lengths (so token counts per micro-batch differ)."""
+    """One step's 8 SFT rows of different lengths, and its 4 micro-batches of 2 (exact slices)."""
     pairs = world.sft_demonstrations(8, seed=3)
     full = train.sft_batches(tok, pairs, 8, 96)(0)
     return full, [{k: v[i * 2:(i + 1) * 2] for k, v in full.items()} for i in range(4)]
@@ -41,15 +56,23 @@ def _uneven_batches(tok):
 
 def test_gradient_accumulation_equals_one_big_batch(tok):
     full, micro = _uneven_batches(tok)
-    assert len({int(m["mask"].sum()) for m in micro}) > 1
-    a, b = models.build_model(TINY, tok, seed=1), models.build_model(TINY, tok, seed=1)
-    train.train(a, lambda i: full, train.lm_loss, quiet(steps=3, lr=1e-2, grad_accum=1))
-    train.train(b, lambda i: micro[i % 4], train.lm_loss, quiet(steps=3, lr=1e-2, grad_accum=4))
+    assert len({int(m["mask"].sum()) for m in micro}) > 1  # per-micro-batch means would differ
+    init = models.build_model(TINY, tok, seed=1)
+    a, b, wrong = copy.deepcopy(init), copy.deepcopy(init), copy.deepcopy(init)
+    cfg = dict(steps=3, lr=1e-2, warmup_steps=1)
+    train.train(a, lambda i: full, train.lm_loss, quiet(grad_accum=1, **cfg))
+    train.train(b, lambda i: micro[i % 4], train.lm_loss, quiet(grad_accum=4, **cfg))
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.allclose(pa, pb, atol=1e-5)
 
+    def mean_per_micro_batch(model, batch, num_tokens):  # the classic mistake
+        loss, metrics = train.lm_loss(model, batch, None)
+        return loss / 4, metrics
+    train.train(wrong, lambda i: micro[i % 4], mean_per_micro_batch, quiet(grad_accum=4, **cfg))
+    assert max((pa - pw).abs().max() for pa, pw in zip(a.parameters(), wrong.parameters())) > 1e-4
 
-def test_interrupted_run_resumes_exactly(tmp_path, tok, rows):
+
+def test_interrupted_run_resumes_exactly(tmp_path, tok, rows, capsys):
     init = models.build_model(TINY, tok, seed=2)
     batches = train.packed_batches(rows, 4)
     whole = copy.deepcopy(init)
@@ -63,10 +86,12 @@ def test_interrupted_run_resumes_exactly(tmp_path, tok, rows):
     first = copy.deepcopy(init)
     with pytest.raises(KeyboardInterrupt):
         train.train(first, crashing, train.lm_loss, cfg)
-    resumed = copy.deepcopy(init)
+    assert torch.load(tmp_path / "ckpt" / train.STATE_FILE, weights_only=False)["step"] == 5
+    resumed = copy.deepcopy(init)  # a fresh process: the model starts from its initialisation
     hist = train.train(resumed, batches, train.lm_loss, cfg)
-    assert [h["step"] for h in hist] == list(range(1, 11))
-    assert hist[-1]["loss"] == pytest.approx(ref[-1]["loss"], rel=1e-5)
+    assert "from its checkpoint at step 5/10" in capsys.readouterr().out
+    assert [h["step"] for h in hist] == list(range(1, 11))  # history continues across the stop
+    assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in ref], rel=1e-5)
     for pa, pb in zip(whole.parameters(), resumed.parameters()):
         assert torch.allclose(pa, pb, atol=1e-6)
 
@@ -77,23 +102,39 @@ def test_damaged_checkpoint_is_kept_aside(tmp_path, tok, rows, capsys):
     (ckpt / train.STATE_FILE).write_bytes(b"not a checkpoint")
     hist = train.train(models.build_model(TINY, tok), train.packed_batches(rows, 4), train.lm_loss,
                        quiet(steps=2, checkpoint_dir=str(ckpt)))
-    assert hist[0]["step"] == 1
-    assert list(ckpt.glob("*.corrupt-*")), "the damaged file must be kept, not deleted"
-    assert "could not be read" in capsys.readouterr().out
+    assert [h["step"] for h in hist] == [1, 2]  # started from 0
+    aside = list(ckpt.glob("*.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"not a checkpoint"  # kept, not deleted
+    out = capsys.readouterr().out
+    assert "could not be read" in out and aside[0].name in out and "step 0" in out
 
 
-def test_schedule_warms_up_then_decays():
+def test_schedule_warms_up_then_decays_to_the_min_ratio():
     f = train.lr_lambda(train.TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1))
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
-    assert f(50) < f(10) and f(100) == pytest.approx(0.1)
+    warm = [f(s) for s in range(10)]
+    assert warm == pytest.approx([(s + 1) / 10 for s in range(10)])
+    decay = [f(s) for s in range(10, 101)]
+    assert decay[0] == pytest.approx(1.0) and decay[-1] == pytest.approx(0.1)
+    assert all(x >= y for x, y in zip(decay, decay[1:]))
+    assert f(55) == pytest.approx(0.55)  # cosine halfway: (1 + 0.1) / 2
+    default = train.lr_lambda(train.TrainConfig(steps=200))  # warmup defaults to 5% of steps
+    assert default(9) == pytest.approx(1.0) and default(4) == pytest.approx(0.5)
 
 
-def test_sft_batches_target_only_the_response(tok):
-    pairs = world.sft_demonstrations(4)
-    batch = train.sft_batches(tok, pairs, 4, 96)(0)
-    for b in range(4):
-        targets = batch["labels"][b][batch["mask"][b].bool()].tolist()
-        assert targets[-1] == tok.eos_token_id
-        assert tok.decode(targets[:-1]) in {r for _, r in pairs}
-        n_real = int(batch["attention_mask"][b].sum())
-        assert (batch["input_ids"][b, n_real:] == tok.pad_token_id).all()
+def test_sft_batches_target_exactly_the_response_and_eos(tok):
+    pairs = world.sft_demonstrations(6)
+    batch = train.sft_batches(tok, pairs, 6, 96)(0)
+    responses = {world.chat_prompt(p) + r: (p, r) for p, r in pairs}
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+    assert torch.equal(batch["attention_mask"].bool(), batch["input_ids"] != pad)  # 0 on padding
+    assert (batch["input_ids"] == pad).any()  # rows of different lengths, so there is padding
+    for b in range(6):
+        seq = [int(batch["input_ids"][b, 0])] + batch["labels"][b].tolist()  # the whole row
+        end = seq.index(eos)
+        prompt, response = responses[tok.decode(seq[:end])]
+        assert seq[end + 1:] == [pad] * (len(seq) - end - 1)
+        n_prompt = len(models.encode_prompts(tok, [prompt])[0])
+        on = batch["mask"][b].nonzero().flatten().tolist()
+        assert on == list(range(n_prompt - 1, end))  # label positions of response tokens + eos
+        targets = batch["labels"][b, on].tolist()
+        assert tok.decode(targets[:-1]) == response and targets[-1] == eos

@@ -1,80 +1,165 @@
 """The zoo: cache hits, one build when two processes ask at once, damaged entries set aside and
-rebuilt, keys that change with what they depend on."""
+rebuilt, keys that change with what they depend on, cached runs."""
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
+import re
+import sys
 
 import pytest
 
-from alignlab import zoo
+from alignlab import profiles, zoo
+
+
+def _dirs(home, prefix=""):
+    """Folders in the ci zoo whose names start with `prefix` (hidden ones only if it asks)."""
+    return sorted(d.name for d in (home / "zoo" / "ci").iterdir()
+                  if d.is_dir() and d.name.startswith(prefix) and (prefix or not d.name.startswith(".")))
 
 
 def test_build_then_cache_hit(alignlab_home, tiny_profile, capsys):
     first = zoo.get("sft", tiny_profile)
     out = capsys.readouterr().out
-    assert "building 'tokenizer'" in out and "building 'base'" in out and "building 'sft'" in out
+    assert [out.count(f"building '{n}'") for n in ("tokenizer", "base", "sft")] == [1, 1, 1]
+    weights = first.path / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
     again = zoo.get("sft", tiny_profile)
     assert again.path == first.path and "building" not in capsys.readouterr().out
+    assert weights.stat().st_mtime_ns == stamp  # a hit reads, it does not rewrite
     meta = again.meta
-    assert meta["history"] and meta["n_params"] > 0 and meta["profile"] == "ci"
+    assert meta["history"] and meta["history"][-1]["step"] == 5 and meta["n_params"] > 0
+    assert meta["profile"] == "ci" and meta["key"] == zoo.key("sft", tiny_profile)
     assert zoo.verify(again.path) is None
     assert not list((alignlab_home / "zoo" / "ci" / ".partial").glob("*/*.pt"))  # cleaned up
 
 
-def _get_base(home: str, profile, queue) -> None:
+def test_dependencies_are_built_for_the_same_profile(alignlab_home, tiny_profile):
+    """An entry's key hashes its dependencies' keys under *its* profile, so they must be built
+    (and used) under that profile too, not under the registered profile of the same name."""
+    model, _ = zoo.get("sft", tiny_profile).load(device="cpu")
+    assert model.config.hidden_size == tiny_profile.model.hidden_size
+    assert _dirs(alignlab_home) == sorted(f"{n}-{zoo.key(n, tiny_profile)}" for n in ("tokenizer", "base", "sft"))
+
+
+def _get_base(home: str, profile, barrier, log: str, queue) -> None:
+    import torch
+    torch.set_num_threads(1)
     os.environ["ALIGNLAB_HOME"] = home
+    sys.stdout = open(log, "w", buffering=1)
     from alignlab import zoo as z
+    barrier.wait(timeout=120)  # both processes ask at the same moment
     queue.put(str(z.get("base", profile).path))
+    sys.stdout.flush()
 
 
-def test_two_processes_building_the_same_entry_build_it_once(alignlab_home, tiny_profile):
+@pytest.mark.slow
+def test_two_processes_building_the_same_entry_build_it_once(alignlab_home, tiny_profile, tmp_path):
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_get_base, args=(str(alignlab_home), tiny_profile, queue)) for _ in range(2)]
+    queue, barrier = ctx.Queue(), ctx.Barrier(2)
+    logs = [tmp_path / f"proc{i}.log" for i in range(2)]
+    procs = [ctx.Process(target=_get_base, args=(str(alignlab_home), tiny_profile, barrier, str(log), queue))
+             for log in logs]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=240)
         assert p.exitcode == 0
     paths = {queue.get(timeout=5) for _ in procs}
-    assert len(paths) == 1
-    built = json.loads((zoo.entry_path("base", tiny_profile) / zoo.META).read_text())
-    root = alignlab_home / "zoo" / "ci"
-    assert len([d for d in root.iterdir() if d.is_dir() and d.name.startswith("base-")]) == 1
-    assert not [d for d in root.iterdir() if d.name.startswith(".tmp-")]
-    assert built["name"] == "base" and zoo.verify(zoo.entry_path("base", tiny_profile)) is None
+    out = "".join(log.read_text() for log in logs)
+    assert out.count("building 'base'") == 1 and out.count("building 'tokenizer'") == 1, out
+    assert paths == {str(zoo.entry_path("base", tiny_profile))}
+    assert len(_dirs(alignlab_home, "base-")) == 1 and not _dirs(alignlab_home, ".tmp-")
+    assert zoo.verify(zoo.entry_path("base", tiny_profile)) is None
 
 
-def test_damaged_entry_is_set_aside_and_rebuilt(alignlab_home, tiny_profile, capsys):
+def test_damaged_weights_are_set_aside_and_rebuilt(alignlab_home, tiny_profile, capsys):
     entry = zoo.get("base", tiny_profile)
     weights = entry.path / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-64] + b"\0" * 64)  # same size: only the checksum can tell
     capsys.readouterr()
     rebuilt = zoo.get("base", tiny_profile)
     out = capsys.readouterr().out
     assert "damaged" in out and "does not match" in out and "building 'base'" in out
     aside = list(entry.path.parent.glob(entry.path.name + ".corrupt-*"))
-    assert aside and (aside[0] / "model.safetensors").exists()  # kept, not deleted
-    assert zoo.verify(rebuilt.path) is None
+    assert len(aside) == 1 and len((aside[0] / "model.safetensors").read_bytes()) == len(good)  # kept
+    assert rebuilt.path == entry.path and zoo.verify(rebuilt.path) is None
+    assert (rebuilt.path / "model.safetensors").read_bytes() == good  # the build is deterministic
     rebuilt.load(device="cpu")
 
 
-def test_missing_manifest_counts_as_damaged(alignlab_home, tiny_profile):
+def test_truncated_file_is_damaged(alignlab_home, tiny_profile):
     entry = zoo.get("tokenizer", tiny_profile)
-    (entry.path / zoo.MANIFEST).unlink()
+    tj = entry.path / "tokenizer.json"
+    tj.write_bytes(tj.read_bytes()[:100])
+    assert "tokenizer.json does not match" in zoo.verify(entry.path)
+    assert zoo.verify(zoo.get("tokenizer", tiny_profile).path) is None
+    assert len(list(entry.path.parent.glob(entry.path.name + ".corrupt-*"))) == 1
+
+
+def test_missing_manifest_is_damaged(alignlab_home, tiny_profile, capsys):
+    entry = zoo.get("tokenizer", tiny_profile)
+    (entry.path / zoo.MANIFEST).unlink()  # what an unfinished build would leave
     assert "manifest is missing" in zoo.verify(entry.path)
     assert zoo.verify(zoo.get("tokenizer", tiny_profile).path) is None
+    (aside,) = entry.path.parent.glob(entry.path.name + ".corrupt-*")
+    assert (aside / "tokenizer.json").exists()
+    assert capsys.readouterr().out.count("building 'tokenizer'") == 2
+
+
+def _earlier_copies(path, now):
+    """Copies set aside earlier that carry the timestamps this second's set-aside could pick."""
+    made = []
+    for t in range(now - 1, now + 10):
+        p = path.with_name(f"{path.name}.corrupt-{t}")
+        if path.suffix == ".json":
+            p.write_text(f"earlier {t}")
+        else:
+            p.mkdir()
+            (p / "earlier").write_text(str(t))
+        made.append(p)
+    return made
+
+
+def test_damage_twice_in_a_second_keeps_every_copy(alignlab_home, tiny_profile):
+    """Setting aside must never overwrite (or fail on) a copy set aside a moment earlier."""
+    import time
+    entry = zoo.get("tokenizer", tiny_profile)
+    earlier = _earlier_copies(entry.path, int(time.time()))
+    (entry.path / zoo.MANIFEST).unlink()
+    assert zoo.verify(zoo.get("tokenizer", tiny_profile).path) is None
+    assert all((p / "earlier").exists() for p in earlier)
+    assert len(list(entry.path.parent.glob(entry.path.name + ".corrupt-*"))) == len(earlier) + 1
+
+    zoo.cached_run("exp", {}, lambda: {"x": 1}, "ci")
+    (run,) = (alignlab_home / "runs" / "ci").glob("exp-*.json")
+    earlier = _earlier_copies(run, int(time.time()))
+    run.write_text("{broken")
+    assert zoo.cached_run("exp", {}, lambda: {"x": 2}, "ci") == {"x": 2}
+    assert [p.read_text() for p in earlier] == [f"earlier {int(p.name.rsplit('-', 1)[1])}" for p in earlier]
+    assert len(list(run.parent.glob(run.name + ".corrupt-*"))) == len(earlier) + 1
+
+
+def test_rebuild_requested(alignlab_home, tiny_profile, capsys):
+    first = zoo.get("tokenizer", tiny_profile)
+    capsys.readouterr()
+    assert zoo.get("tokenizer", tiny_profile, rebuild=True).path == first.path
+    assert "building 'tokenizer'" in capsys.readouterr().out
 
 
 def test_key_follows_profile_and_dependencies(tiny_profile):
     changed = tiny_profile.replace(pretrain_steps=7)
     assert zoo.key("base", tiny_profile) == zoo.key("base", tiny_profile.replace())
     assert zoo.key("base", changed) != zoo.key("base", tiny_profile)
-    assert zoo.key("sft", changed) != zoo.key("sft", tiny_profile)  # through its dependency
-    with pytest.raises(KeyError, match="known entries"):
-        zoo.key("nope", tiny_profile)
+    assert zoo.entry_path("base", changed) != zoo.entry_path("base", tiny_profile)
+    assert zoo.key("sft", changed) != zoo.key("sft", tiny_profile)
+    assert zoo.key("base", tiny_profile) != zoo.key("base", profiles.get_profile("ci"))  # never the real cache
+
+
+def test_unknown_entry_names_the_known_ones(alignlab_home, tiny_profile):
+    with pytest.raises(KeyError, match=r"known entries: \[.*'base'.*'sft'.*'tokenizer'"):
+        zoo.get("nope", tiny_profile)
 
 
 def test_cached_run_runs_once_and_survives_corruption(alignlab_home, capsys):
@@ -84,19 +169,30 @@ def test_cached_run_runs_once_and_survives_corruption(alignlab_home, capsys):
         calls.append(1)
         return {"x": len(calls)}
     assert zoo.cached_run("exp", {"a": 1}, fn, "ci") == {"x": 1}
-    assert zoo.cached_run("exp", {"a": 1}, fn, "ci") == {"x": 1}
+    assert zoo.cached_run("exp", {"a": 1}, fn, "ci") == {"x": 1} and len(calls) == 1
     assert zoo.cached_run("exp", {"a": 2}, fn, "ci") == {"x": 2}
-    for path in (alignlab_home / "runs" / "ci").glob("exp-*.json"):
-        path.write_text("{broken")
+    runs = alignlab_home / "runs" / "ci"
+    (path,) = [p for p in runs.glob("exp-*.json") if '"a": 1' in p.read_text()]
+    path.write_text("{broken")
     assert zoo.cached_run("exp", {"a": 1}, fn, "ci") == {"x": 3}
-    assert list(path.parent.glob("*.corrupt-*")) and "damaged" in capsys.readouterr().out
+    aside = list(runs.glob("*.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == "{broken"  # kept, not deleted
+    assert "damaged" in capsys.readouterr().out
+    assert zoo.cached_run("exp", {"a": 1}, fn, "ci") == {"x": 3} and len(calls) == 3
 
 
 def test_entries_and_clean(alignlab_home, tiny_profile):
-    zoo.get("tokenizer", tiny_profile)
+    assert zoo.entries() == []
+    entry = zoo.get("tokenizer", tiny_profile)
+    zoo.cached_run("exp", {}, lambda: {}, "ci")
     rows = zoo.entries("ci")
-    assert [r["state"] for r in rows] == ["ok"] and rows[0]["entry"].startswith("tokenizer-")
-    assert zoo.clean("ci") >= 1 and zoo.entries("ci") == []
+    assert [(r["profile"], r["entry"], r["state"]) for r in rows] == [("ci", entry.path.name, "ok")]
+    assert rows[0]["mb"] > 0 and zoo.entries("gpu") == []
+    (entry.path / zoo.MANIFEST).unlink()
+    assert "missing" in zoo.entries()[0]["state"]
+    assert zoo.clean("gpu") == 0 and zoo.entries("ci")
+    assert zoo.clean("ci") == 2 and zoo.entries() == []
+    assert not (alignlab_home / "runs" / "ci").exists()
 
 
 def test_interrupted_build_resumes_from_its_checkpoint(alignlab_home, tiny_profile, monkeypatch, capsys):
@@ -117,8 +213,11 @@ def test_interrupted_build_resumes_from_its_checkpoint(alignlab_home, tiny_profi
     with pytest.raises(KeyboardInterrupt):
         zoo.get("base", tiny_profile)
     assert not zoo.entry_path("base", tiny_profile).exists()  # nothing half-built is visible
+    assert not _dirs(alignlab_home, ".tmp-")
     assert list(zoo.partial_dir("base", tiny_profile).glob("*.pt"))
     entry = zoo.get("base", tiny_profile)
-    assert "resuming 'pretrain base (ci)' from its checkpoint at step 4/6" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    resumed = re.search(r"resuming 'pretrain base \(ci\)' from its checkpoint at step (\d+)/6", out)
+    assert resumed and 1 <= int(resumed.group(1)) <= 4  # steps 1-4 finished before the crash
     assert entry.meta["history"][-1]["step"] == 6
     assert not zoo.partial_dir("base", tiny_profile).exists()  # the finished model supersedes it
