@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -21,8 +20,6 @@ def _info(args) -> int:
 
 def _zoo(args) -> int:
     from . import zoo
-    if args.profile:
-        os.environ["ALIGNLAB_PROFILE"] = args.profile
     if args.action == "list":
         rows = zoo.entries(args.profile)
         for r in rows:
@@ -59,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (KeyError, ValueError) as err:
-        print(f"alignlab: {err}", file=sys.stderr)
+        print(f"alignlab: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
 
 

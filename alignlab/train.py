@@ -99,7 +99,7 @@ def _load_state(config: TrainConfig) -> dict | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a damaged checkpoint is set aside, never deleted
-        aside = path.with_suffix(f".corrupt-{int(time.time())}")
+        aside = path.with_suffix(f".corrupt-{time.time_ns()}")
         os.replace(path, aside)
         print(f"[alignlab] training checkpoint {path} could not be read ({err}); "
               f"kept it as {aside.name} and starting this run from step 0.")

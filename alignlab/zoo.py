@@ -133,7 +133,7 @@ def verify(path: Path) -> str | None:
 
 
 def _set_aside(path: Path, reason: str) -> None:
-    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}-{uuid.uuid4().hex[:6]}")
     os.replace(path, aside)
     print(f"[alignlab] zoo entry {path.name} is damaged: {reason}. "
           f"Kept it as {aside.name} and rebuilding it.")
@@ -141,7 +141,7 @@ def _set_aside(path: Path, reason: str) -> None:
 
 def _build(name: str, profile: Profile, final: Path) -> None:
     recipe = RECIPES[name]
-    deps = {d: get(d, profile.name) for d in recipe.deps}
+    deps = {d: get(d, profile) for d in recipe.deps}
     print(f"[alignlab] building '{name}' for the {profile.name} profile"
           f"{' — ' + recipe.why if recipe.why else ''} (cached afterwards in {final.parent})")
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"

@@ -47,7 +47,8 @@ def test_save_load_round_trip(tmp_path, tok, tiny_model):
     path = models.save(tiny_model, tok, tmp_path / "m")
     model, tok2 = models.load(path, device="cpu")
     assert not model.training and next(model.parameters()).dtype == torch.float32
-    texts = [world.chat_prompt(p) + world.sample_response(p, random.Random(1))[1] for p in world.eval_prompts(n=5)]
+    rng = random.Random(1)
+    texts = [world.chat_prompt(p) + world.sample_response(p, rng)[1] for p in world.eval_prompts(n=5)]
     for t in texts:
         assert tok2.encode(t, add_special_tokens=False) == tok.encode(t, add_special_tokens=False)
     assert (tok2.pad_token_id, tok2.eos_token_id, len(tok2)) == (tok.pad_token_id, tok.eos_token_id, len(tok))

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from alignlab import losses, models, train, world
+from alignlab import models, train, world
 
 from conftest import TINY
 
