@@ -42,6 +42,16 @@ def home() -> Path:
     return Path(user_cache_dir("alignlab"))
 
 
+def shown(path: Path) -> str:
+    """A cache path as messages print it: relative to $ALIGNLAB_HOME or ~, not machine-specific."""
+    path = Path(path)
+    for root, label in ((home(), "$ALIGNLAB_HOME" if os.environ.get(HOME_ENV) else None), (Path.home(), "~")):
+        if label and path.is_relative_to(root):
+            rel = path.relative_to(root)
+            return label if str(rel) == "." else f"{label}/{rel}"
+    return str(path)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How to build one entry: `build(out_dir, profile, deps) -> meta dict`."""
@@ -143,7 +153,7 @@ def _build(name: str, profile: Profile, final: Path) -> None:
     recipe = RECIPES[name]
     deps = {d: get(d, profile) for d in recipe.deps}
     print(f"[alignlab] building '{name}' for the {profile.name} profile"
-          f"{' — ' + recipe.why if recipe.why else ''} (cached afterwards in {final.parent})")
+          f"{' — ' + recipe.why if recipe.why else ''} (cached afterwards in {shown(final.parent)})")
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     t0 = time.time()
