@@ -45,6 +45,12 @@ def tiny_model(tok):
     return models.build_model(TINY, tok, seed=0)
 
 
+@pytest.fixture(scope="module")
+def model(tok):
+    """One untrained tiny model per test module, in eval mode (sampling and scoring tests)."""
+    return models.build_model(TINY, tok, seed=0).eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_profile():
     """Pass it to `zoo.get(name, tiny_profile)` (the zoo accepts a Profile object)."""

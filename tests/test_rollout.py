@@ -12,22 +12,6 @@ SHORT = "What is 12 + 34?"
 LONG = " ".join(["I think the capital of Velmora is Quell, and I am sure of it."] * 4) + " Am I right?"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and OpenMP threads fighting another process over
-    two cores make them a hundred times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def model(tok):
-    from conftest import TINY
-    return models.build_model(TINY, tok, seed=0).eval()
-
-
 @pytest.fixture(scope="module")
 def eos_model(model, tok):
     """The tiny model with a bias towards eos, so rows end at many different lengths (an
