@@ -49,8 +49,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests -n 2
 ifneq ($(NOTEBOOK_DIRS),)
 	$(call PHASE,notebooks with nbval: $(NOTEBOOK_DIRS))
+	@# two notebooks run at once on two cores: one thread each, or their OpenMP threads fight
 	mkdir -p bench/out
-	status=0; $(BIN)/python -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadscope \
+	status=0; OMP_NUM_THREADS=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -n 2 --dist loadscope \
 	  -p no:randomly --nbval-cell-timeout=300 -o junit_family=xunit1 \
 	  --junitxml=bench/out/nbval.xml $(NOTEBOOK_DIRS) || status=$$?; \
 	$(BIN)/python bench/notebook_times.py bench/out/nbval.xml; exit $$status
@@ -59,13 +60,14 @@ else
 endif
 	$(call PHASE,done)
 
-# Regenerate the committed notebook outputs, in order, from an empty cache (the cpu profile).
+# Regenerate the committed notebook outputs, in order, from an empty cache (the cpu profile),
+# with Jupyter's inline plots (a non-interactive MPLBACKEND would leave the figures out).
 book-outputs: PROFILE = cpu
 book-outputs: $(STAMP)
 	home="$${ALIGNLAB_HOME:-$$(mktemp -d)}"; \
 	for nb in chapters/*.ipynb; do \
 	  echo "== $$nb (profile $(PROFILE), ALIGNLAB_HOME=$$home)"; \
-	  ALIGNLAB_PROFILE=$(PROFILE) ALIGNLAB_HOME="$$home" MPLBACKEND=Agg \
+	  env -u MPLBACKEND ALIGNLAB_PROFILE=$(PROFILE) ALIGNLAB_HOME="$$home" \
 	    $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	done
