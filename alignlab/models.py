@@ -131,3 +131,14 @@ def data_next_token_distribution(tokenizer: PreTrainedTokenizerFast, prompt: str
         first = tokenizer.encode(sample_response(prompt, rng)[1], add_special_tokens=False)[0]
         counts[first] += 1
     return counts / counts.sum()
+
+
+def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows aligned to the left → (ids, mask), both (B, T) long, T = longest row."""
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[b, :len(r)] = 1
+    return ids, mask

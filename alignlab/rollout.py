@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaForCausalLM, PreTrainedTokenizerBase
 
-from .models import encode_prompts
+from .models import encode_prompts, right_pad
 
 # transformers 5.24 renamed `past_key_values` to `cache` (the GPU image has 5.17); accept both.
 CACHE_KW = "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
@@ -60,17 +60,6 @@ def left_pad(rows: list[list[int]], pad_id: int,
         ids[b, L - len(r):] = torch.tensor(r, dtype=torch.long)
         attn[b, L - len(r):] = 1
     return ids.to(device), attn.to(device)
-
-
-def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows aligned to the left → (ids, mask), both (B, T) long, T = longest row."""
-    T = max(len(r) for r in rows)
-    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), T), dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, :len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[b, :len(r)] = 1
-    return ids, mask
 
 
 def positions(attn: torch.Tensor) -> torch.Tensor:

@@ -225,19 +225,16 @@ def sft_batches(tokenizer, pairs: list[tuple[str, str]], batch_size: int, max_le
                 seed: int = 0) -> BatchFn:
     """SFT batches from (prompt, response) pairs: right-padded; only response tokens (and the
     closing eos) are targets, so the model imitates answers, not questions."""
-    from .models import encode_dialog
+    from .models import encode_dialog, right_pad
 
     encoded = [encode_dialog(tokenizer, p, r) for p, r in pairs]
     encoded = [(ids[: max_length + 1], n) for ids, n in encoded]
 
     def batch_fn(i: int) -> Batch:
         chosen = [encoded[j] for j in _rows(i, batch_size, len(encoded), seed).tolist()]
-        T = max(len(ids) for ids, _ in chosen)
-        x = torch.full((len(chosen), T), tokenizer.pad_token_id)
-        m = torch.zeros((len(chosen), T), dtype=torch.long)
-        for b, (ids, n_prompt) in enumerate(chosen):
-            x[b, : len(ids)] = torch.tensor(ids)
-            m[b, n_prompt: len(ids)] = 1  # response tokens + eos
-        attn = (torch.arange(T) < torch.tensor([len(ids) for ids, _ in chosen])[:, None]).long()
+        x, attn = right_pad([ids for ids, _ in chosen], tokenizer.pad_token_id)  # (B, T)
+        m = attn.clone()
+        for b, (_, n_prompt) in enumerate(chosen):
+            m[b, :n_prompt] = 0  # targets: response tokens + eos only
         return {"input_ids": x[:, :-1], "attention_mask": attn[:, :-1], "labels": x[:, 1:], "mask": m[:, 1:]}
     return batch_fn
