@@ -18,7 +18,8 @@ from .zoo import Entry, partial_dir, register
 VOCAB_SIZE = 1024
 
 
-@register("tokenizer", version="1", why="byte-level BPE trained on the world's corpus")
+@register("tokenizer", version="1", why="byte-level BPE trained on the world's corpus",
+          fields=("corpus_dialogs",))
 def build_tokenizer(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
     tok = models.train_tokenizer(world.pretraining_corpus(profile.corpus_dialogs), VOCAB_SIZE)
     tok.save_pretrained(out)
@@ -36,7 +37,8 @@ def _train_and_save(name: str, model, tok, batch_fn, config: train.TrainConfig,
 
 
 @register("base", deps=("tokenizer",), version="1",
-          why="pretraining on the world's corpus: capable but uncontrolled")
+          why="pretraining on the world's corpus: capable but uncontrolled",
+          fields=("model", "corpus_dialogs", "pretrain_steps", "pretrain_batch", "pretrain_lr"))
 def build_base(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
     tok = deps["tokenizer"].tokenizer()
     rows = train.pack(tok, world.pretraining_corpus(profile.corpus_dialogs), profile.model.max_length)
@@ -50,7 +52,8 @@ def build_base(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
 
 
 @register("sft", deps=("base",), version="1",
-          why="supervised fine-tuning on the world's few demonstrations")
+          why="supervised fine-tuning on the world's few demonstrations",
+          fields=("model", "sft_demos", "sft_epochs", "sft_batch", "sft_lr"))
 def build_sft(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
     model, tok = deps["base"].load(dtype=torch.float32)  # fp32 master weights; autocast does bf16
     pairs = world.sft_demonstrations(profile.sft_demos)

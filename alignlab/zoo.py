@@ -4,8 +4,10 @@
     model, tok = entry.load()
 
 An entry lives in `$ALIGNLAB_HOME/zoo/<profile>/<name>-<key>/`, where the key hashes the recipe's
-version, the profile, the world's version and the keys of the entries it was built from: change
-any of them and the entry is rebuilt instead of silently reused. Safety, because students run
+version, the profile fields it reads, the world's version and the keys of the entries it was
+built from: change any of them and the entry is rebuilt instead of silently reused (and adding a
+field for a later chapter does not re-pretrain the base model). A recipe sees only the fields it
+declares, so it cannot read one its key does not cover. Safety, because students run
 several notebooks at once and interrupt them:
 - a file lock per entry, so two notebooks building the same entry wait for one build;
 - atomic writes: build into a temporary directory, write a manifest of file hashes, rename;
@@ -60,17 +62,39 @@ class Recipe:
     deps: tuple[str, ...] = ()
     version: str = "1"
     why: str = ""
+    fields: tuple[str, ...] | None = None  # profile fields the build reads; None = all of them
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
-def register(name: str, deps: tuple[str, ...] = (), version: str = "1", why: str = ""):
-    """Decorator that adds a build function to the zoo under `name`."""
+def register(name: str, deps: tuple[str, ...] = (), version: str = "1", why: str = "",
+             fields: tuple[str, ...] | None = None):
+    """Decorator that adds a build function to the zoo under `name`; `fields` lists the profile
+    fields it reads (its key hashes only those; the build is handed a view of only those)."""
     def wrap(fn):
-        RECIPES[name] = Recipe(fn, deps, version, why)
+        RECIPES[name] = Recipe(fn, deps, version, why, fields)
         return fn
     return wrap
+
+
+class ProfileView:
+    """The part of a profile a recipe declared: reading any other field is an error, because the
+    entry's key would not change when that field did (a stale cache, silently reused)."""
+
+    def __init__(self, profile: Profile, name: str):
+        self._profile, self._recipe = profile, name
+
+    def __getattr__(self, field: str):
+        fields = RECIPES[self._recipe].fields
+        if field != "name" and fields is not None and field not in fields:
+            raise AttributeError(f"recipe {self._recipe!r} reads profile.{field} but declares only "
+                                 f"{fields}; add it to register(..., fields=...) so the key covers it")
+        return getattr(self._profile, field)
+
+
+def _unwrap(profile: "Profile | ProfileView") -> Profile:
+    return profile._profile if isinstance(profile, ProfileView) else profile
 
 
 @dataclass(frozen=True)
@@ -101,9 +125,12 @@ def key(name: str, profile: Profile) -> str:
     from .world import WORLD_VERSION
     if name not in RECIPES:
         raise KeyError(f"No zoo entry named {name!r}; known entries: {sorted(RECIPES)}.")
-    recipe = RECIPES[name]
+    recipe, profile = RECIPES[name], _unwrap(profile)
+    fields = asdict(profile)
+    if recipe.fields is not None:
+        fields = {f: fields[f] for f in (*recipe.fields, "name")}
     spec = {"name": name, "recipe": recipe.version, "world": WORLD_VERSION,
-            "profile": asdict(profile), "deps": {d: key(d, profile) for d in recipe.deps}}
+            "profile": fields, "deps": {d: key(d, profile) for d in recipe.deps}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -158,7 +185,7 @@ def _build(name: str, profile: Profile, final: Path) -> None:
     tmp.mkdir(parents=True)
     t0 = time.time()
     try:
-        meta = recipe.build(tmp, profile, deps)
+        meta = recipe.build(tmp, ProfileView(profile, name), deps)
         meta.update(name=name, profile=profile.name, key=key(name, profile),
                     build_seconds=round(time.time() - t0, 1))
         (tmp / META).write_text(json.dumps(meta, indent=1))
@@ -186,7 +213,7 @@ def get(name: str, profile: str | Profile | None = None, rebuild: bool = False) 
 
 def partial_dir(name: str, profile: Profile) -> Path:
     """Where an in-progress build keeps its training checkpoint (survives an interrupt)."""
-    return home() / "zoo" / profile.name / ".partial" / f"{name}-{key(name, profile)}"
+    return home() / "zoo" / profile.name / ".partial" / f"{name}-{key(name, _unwrap(profile))}"
 
 
 def cached_run(name: str, config: dict, fn: Callable[[], dict], profile: str | None = None) -> dict:

@@ -222,3 +222,20 @@ def test_interrupted_build_resumes_from_its_checkpoint(alignlab_home, tiny_profi
     assert resumed and 1 <= int(resumed.group(1)) <= 4  # steps 1-4 finished before the crash
     assert entry.meta["history"][-1]["step"] == 6
     assert not zoo.partial_dir("base", tiny_profile).exists()  # the finished model supersedes it
+
+
+def test_key_hashes_only_the_fields_a_recipe_reads(tiny_profile):
+    other_chapter = tiny_profile.replace(labeler_pairs=tiny_profile.labeler_pairs + 1)
+    assert zoo.key("base", other_chapter) == zoo.key("base", tiny_profile)  # no re-pretraining
+    assert zoo.key("sft", tiny_profile.replace(sft_lr=0.5)) != zoo.key("sft", tiny_profile)
+
+
+def test_recipe_cannot_read_an_undeclared_field(alignlab_home, tiny_profile):
+    @zoo.register("sneaky", fields=("sft_lr",))
+    def build(out, profile, deps):
+        return {"steps": profile.pretrain_steps}
+    try:
+        with pytest.raises(AttributeError, match="declares only.*add it to register"):
+            zoo.get("sneaky", tiny_profile)
+    finally:
+        del zoo.RECIPES["sneaky"]
