@@ -57,3 +57,26 @@ def cross_entropy_decomposition(q: torch.Tensor, logits: torch.Tensor) -> dict[s
     entropy = -q_logq.sum(-1)
     kl = (q_logq - q * logp).sum(-1)
     return {"cross_entropy": ce, "kl": kl, "entropy": entropy}
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
+                       margin: torch.Tensor | None = None) -> tuple[torch.Tensor, Metrics]:
+    """The reward model's loss: the negative log-likelihood of the labeler's choices under
+    Bradley-Terry (1952), P(y_w ≻ y_l | x) = σ(r(x, y_w) − r(x, y_l)):
+
+        L(r) = − (1/B) Σ_b log σ(r_w[b] − r_l[b] [− margin[b]])     (InstructGPT, eq. 1)
+
+    r_chosen, r_rejected (B,) — or (B, 1) as HF's scalar heads give, squeezed here; margin (B,)
+    optional (Llama 2's margin for "significantly better" pairs). Each pair weighs the same;
+    weighting by prompt (InstructGPT's 1/C(K,2)) is the data pipeline's job. `logsigmoid`
+    keeps it finite for large negative differences. Only r_w − r_l enters, so adding any
+    function of the prompt to every reward leaves the loss unchanged.
+    Metrics: `accuracy` = mean(r_w > r_l), `reward_margin` = mean(r_w − r_l) (without `margin`).
+    """
+    r_chosen, r_rejected = (r.squeeze(-1) if r.dim() == 2 and r.shape[-1] == 1 else r
+                            for r in (r_chosen, r_rejected))
+    diff = r_chosen.float() - r_rejected.float()  # (B,)
+    logits = diff if margin is None else diff - margin.float()
+    loss = -F.logsigmoid(logits).mean()
+    return loss, {"accuracy": (diff > 0).float().mean().detach(),
+                  "reward_margin": diff.mean().detach()}

@@ -45,6 +45,15 @@ class Profile:
     best_of_n: int = field(metadata={"help": "N for the best-of-N headroom measurement."})
     headroom_prompts_per_family: int = field(metadata={"help": "Prompts per family for best-of-N."})
     labeler_pairs: int = field(metadata={"help": "Comparisons used to measure labeler agreement."})
+    rm_prompts: int = field(default=600, metadata={"help": "Training prompts with ranked responses for the reward model."})
+    rm_k: int = field(default=8, metadata={"help": "Responses ranked per prompt (InstructGPT: 4-9)."})
+    rm_eval_prompts: int = field(default=200, metadata={"help": "Held-out prompts for reward-model accuracy."})
+    rm_epochs: int = field(default=2, metadata={"help": "Passes over the ranked groups."})
+    rm_batch: int = field(default=8, metadata={"help": "Prompts (groups of K responses) per reward-model step."})
+    rm_lr: float = field(default=3e-4, metadata={"help": "Peak learning rate of reward-model training."})
+    rm_curve: tuple[int, ...] = field(default=(100, 300, 1000, 3000),
+                                      metadata={"help": "Comparison counts of the accuracy-vs-data curve."})
+    rm_curve_seeds: int = field(default=3, metadata={"help": "Reward models per point of that curve."})
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
     gen_batch: int = field(default=256, metadata={"help": "Sequences per generation batch."})
 
@@ -61,6 +70,8 @@ PROFILES: dict[str, Profile] = {
         sft_demos=300, sft_epochs=2, sft_batch=16, sft_lr=1e-3,
         eval_prompts_per_family=8, eval_samples_per_prompt=2, best_of_n=8,
         headroom_prompts_per_family=4, labeler_pairs=1000,
+        rm_prompts=150, rm_k=4, rm_eval_prompts=40, rm_epochs=2, rm_batch=8, rm_lr=1e-3,
+        rm_curve=(50, 300), rm_curve_seeds=2,
         max_new_tokens=64, gen_batch=128,
     ),
     "cpu": Profile(
@@ -70,6 +81,8 @@ PROFILES: dict[str, Profile] = {
         sft_demos=600, sft_epochs=3, sft_batch=16, sft_lr=5e-4,
         eval_prompts_per_family=40, eval_samples_per_prompt=4, best_of_n=64,
         headroom_prompts_per_family=12, labeler_pairs=3000,
+        rm_prompts=600, rm_k=8, rm_eval_prompts=200, rm_epochs=2, rm_batch=8, rm_lr=3e-4,
+        rm_curve=(100, 300, 1000, 3000), rm_curve_seeds=3,
         max_new_tokens=64, gen_batch=256,
     ),
     "gpu": Profile(
@@ -79,6 +92,8 @@ PROFILES: dict[str, Profile] = {
         sft_demos=1200, sft_epochs=3, sft_batch=32, sft_lr=2e-4,
         eval_prompts_per_family=100, eval_samples_per_prompt=8, best_of_n=64,
         headroom_prompts_per_family=40, labeler_pairs=10000,
+        rm_prompts=2000, rm_k=8, rm_eval_prompts=500, rm_epochs=1, rm_batch=16, rm_lr=1e-4,
+        rm_curve=(100, 300, 1000, 3000, 10000), rm_curve_seeds=3,
         max_new_tokens=64, gen_batch=512,
     ),
 }

@@ -7,11 +7,12 @@ recipe's `version` when you change what it builds. Later chapters register their
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from . import models, train, world
+from . import models, reward, train, world
 from .profiles import Profile
 from .zoo import Entry, partial_dir, register
 
@@ -62,3 +63,47 @@ def build_sft(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
                                desc=f"SFT ({profile.name})", checkpoint_every=max(1, steps // 3))
     batches = train.sft_batches(tok, pairs, profile.sft_batch, profile.model.max_length)
     return _train_and_save("sft", model, tok, batches, config, out, profile) | {"demos": len(pairs)}
+
+
+@register("rm_data", deps=("sft",), version="1",
+          why="K responses per prompt sampled from the SFT model, for labelers to rank",
+          fields=("rm_prompts", "rm_k", "rm_eval_prompts", "max_new_tokens", "gen_batch"))
+def build_rm_data(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    model, tok = deps["sft"].load()
+    kw = dict(k=profile.rm_k, max_new_tokens=profile.max_new_tokens, batch_size=profile.gen_batch)
+    splits = {"train": reward.sample_groups(model, tok, world.preference_prompts(profile.rm_prompts), seed=1, **kw),
+              "test": reward.sample_groups(model, tok, world.eval_prompts(n=profile.rm_eval_prompts, seed=1),
+                                           seed=2, **kw)}
+    reward.save_groups(out / reward.GROUPS_FILE, splits)
+    return {split: {"prompts": len(g), "pairs": reward.n_pairs(g)} for split, g in splits.items()}
+
+
+def _build_rm(name: str, labeler: world.Labeler, out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    """A reward model from the SFT checkpoint, trained on `labeler`'s rankings of rm_data."""
+    groups = reward.rank_groups(reward.load_groups(deps["rm_data"].path)["train"], labeler)
+    rm, tok = reward.reward_model_from(deps["sft"].path), deps["sft"].tokenizer()
+    steps = max(1, profile.rm_epochs * len(groups) // profile.rm_batch)
+    config = train.TrainConfig(steps=steps, lr=profile.rm_lr, warmup_steps=max(1, steps // 10),
+                               desc=f"{name} ({profile.name})", checkpoint_every=max(1, steps // 3),
+                               checkpoint_dir=str(partial_dir(name, profile)))
+    history = reward.train_reward_model(rm, tok, groups, config, profile.rm_batch)
+    rm.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
+    return {"history": history, "labeler": asdict(labeler), "pairs": reward.n_pairs(groups),
+            "train": vars(config)}
+
+
+RM_FIELDS = ("rm_epochs", "rm_batch", "rm_lr")
+
+
+@register("rm", deps=("sft", "rm_data"), version="1",
+          why="reward model trained on a typical labeler's rankings", fields=RM_FIELDS)
+def build_rm(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    return _build_rm("rm", world.Labeler(seed=0), out, profile, deps)
+
+
+@register("rm_length_biased", deps=("sft", "rm_data"), version="1",
+          why="reward model trained on a labeler who likes longer answers", fields=RM_FIELDS)
+def build_rm_length_biased(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    return _build_rm("rm_length_biased", world.length_biased_labeler(seed=1), out, profile, deps)

@@ -78,7 +78,10 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
 
 
 def batch_weight(batch: Batch) -> torch.Tensor:
-    """What one micro-batch contributes to the step's normaliser: its masked tokens, else rows."""
+    """What one micro-batch contributes to the step's normaliser: its `count` (e.g. the pairs of
+    a reward-model batch) if it says, else its masked tokens, else its rows."""
+    if "count" in batch:
+        return batch["count"].float()
     if "mask" in batch:
         return batch["mask"].sum().float()
     return torch.tensor(float(len(next(iter(batch.values())))))

@@ -24,7 +24,8 @@ def tiny(**changes) -> profiles.Profile:
         name="ci", model=TINY, corpus_dialogs=300, pretrain_steps=6, pretrain_batch=4,
         sft_demos=20, sft_epochs=1, sft_batch=4, eval_prompts_per_family=2,
         eval_samples_per_prompt=2, best_of_n=2, headroom_prompts_per_family=1,
-        max_new_tokens=24, gen_batch=32)
+        max_new_tokens=24, gen_batch=32, rm_prompts=12, rm_k=3, rm_eval_prompts=6, rm_batch=4,
+        rm_curve=(5, 10), rm_curve_seeds=1)
     return base.replace(**changes)
 
 

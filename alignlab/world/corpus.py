@@ -51,6 +51,17 @@ def eval_prompts(family: str | None = None, n: int = 100, seed: int = 0) -> list
     return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(n)]
 
 
+def preference_prompts(n: int, seed: int = 0) -> list[str]:
+    """`n` training prompts for comparison data, round-robin over every family: labelers rank
+    responses to the whole prompt distribution, not only where demonstrations were written."""
+    pools = []
+    for fam in FAMILIES:
+        pool = list(train_prompts(fam))
+        random.Random(f"prefs|{seed}|{fam}").shuffle(pool)
+        pools.append(pool)
+    return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(n)]
+
+
 def demonstration(prompt: str) -> str:
     """A good response to a world prompt (what SFT imitates)."""
     task = parse_prompt(prompt)

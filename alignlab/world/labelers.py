@@ -69,6 +69,16 @@ class Labeler:
         return sorted(range(len(responses)), key=lambda i: -noisy[i])
 
 
+LENGTH_BIAS = 0.5
+"""Utility per 10 words of the length-biased labeler (chapter 2): about a third of the gap
+between a correct and a wrong answer per 20 extra words."""
+
+
+def length_biased_labeler(seed: int = 0) -> Labeler:
+    """A labeler who, all else equal, prefers longer answers (the bias chapter 3 exploits)."""
+    return Labeler(length_bias=LENGTH_BIAS, seed=seed)
+
+
 def agreement_stats(pairs: list[tuple[str, str, str]], temperature: float = DEFAULT_TEMPERATURE,
                     seed: int = 0) -> dict[str, float]:
     """For (prompt, a, b) triples: the expected agreement of two independent labelers
