@@ -75,8 +75,9 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
     """
     r_chosen, r_rejected = (r.squeeze(-1) if r.dim() == 2 and r.shape[-1] == 1 else r
                             for r in (r_chosen, r_rejected))
-    diff = r_chosen.float() - r_rejected.float()  # (B,)
-    logits = diff if margin is None else diff - margin.float()
+    dtype = torch.promote_types(r_chosen.dtype, torch.float32)  # float32, or float64 if given
+    diff = r_chosen.to(dtype) - r_rejected.to(dtype)  # (B,)
+    logits = diff if margin is None else diff - margin.to(dtype)
     loss = -F.logsigmoid(logits).mean()
     return loss, {"accuracy": (diff > 0).float().mean().detach(),
                   "reward_margin": diff.mean().detach()}

@@ -50,10 +50,10 @@ class Profile:
     rm_eval_prompts: int = field(default=200, metadata={"help": "Held-out prompts for reward-model accuracy."})
     rm_epochs: int = field(default=2, metadata={"help": "Passes over the ranked groups."})
     rm_batch: int = field(default=8, metadata={"help": "Prompts (groups of K responses) per reward-model step."})
-    rm_lr: float = field(default=3e-4, metadata={"help": "Peak learning rate of reward-model training."})
-    rm_curve: tuple[int, ...] = field(default=(100, 300, 1000, 3000),
+    rm_lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of reward-model training."})
+    rm_curve: tuple[int, ...] = field(default=(100, 300, 1000, 4000),
                                       metadata={"help": "Comparison counts of the accuracy-vs-data curve."})
-    rm_curve_seeds: int = field(default=3, metadata={"help": "Reward models per point of that curve."})
+    rm_curve_seeds: int = field(default=2, metadata={"help": "Reward models per point of that curve."})
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
     gen_batch: int = field(default=256, metadata={"help": "Sequences per generation batch."})
 
@@ -81,8 +81,8 @@ PROFILES: dict[str, Profile] = {
         sft_demos=600, sft_epochs=3, sft_batch=16, sft_lr=5e-4,
         eval_prompts_per_family=40, eval_samples_per_prompt=4, best_of_n=64,
         headroom_prompts_per_family=12, labeler_pairs=3000,
-        rm_prompts=600, rm_k=8, rm_eval_prompts=200, rm_epochs=2, rm_batch=8, rm_lr=3e-4,
-        rm_curve=(100, 300, 1000, 3000), rm_curve_seeds=3,
+        rm_prompts=600, rm_k=8, rm_eval_prompts=200, rm_epochs=2, rm_batch=8, rm_lr=1e-3,
+        rm_curve=(100, 300, 1000, 4000), rm_curve_seeds=2,
         max_new_tokens=64, gen_batch=256,
     ),
     "gpu": Profile(

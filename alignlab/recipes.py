@@ -65,14 +65,18 @@ def build_sft(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
     return _train_and_save("sft", model, tok, batches, config, out, profile) | {"demos": len(pairs)}
 
 
-@register("rm_data", deps=("sft",), version="1",
-          why="K responses per prompt sampled from the SFT model, for labelers to rank",
+@register("rm_data", deps=("sft", "base"), version="1",
+          why="K responses per prompt, half from the SFT model and half from the base model, for labelers to rank",
           fields=("rm_prompts", "rm_k", "rm_eval_prompts", "max_new_tokens", "gen_batch"))
 def build_rm_data(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
-    model, tok = deps["sft"].load()
+    # Two policies, as InstructGPT's comparisons came from several models: the SFT model's
+    # samples alone differ mostly in arithmetic and facts, which a small reward model learns
+    # slowly; the base model adds the rude, padded and harmful answers SFT already suppresses.
+    (sft, tok), (base, _) = deps["sft"].load(), deps["base"].load()
     kw = dict(k=profile.rm_k, max_new_tokens=profile.max_new_tokens, batch_size=profile.gen_batch)
-    splits = {"train": reward.sample_groups(model, tok, world.preference_prompts(profile.rm_prompts), seed=1, **kw),
-              "test": reward.sample_groups(model, tok, world.eval_prompts(n=profile.rm_eval_prompts, seed=1),
+    splits = {"train": reward.sample_groups([sft, base], tok, world.preference_prompts(profile.rm_prompts),
+                                            seed=1, **kw),
+              "test": reward.sample_groups([sft, base], tok, world.eval_prompts(n=profile.rm_eval_prompts, seed=1),
                                            seed=2, **kw)}
     reward.save_groups(out / reward.GROUPS_FILE, splits)
     return {split: {"prompts": len(g), "pairs": reward.n_pairs(g)} for split, g in splits.items()}

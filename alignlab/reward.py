@@ -53,9 +53,6 @@ def ranking_to_pairs(ranking: list[int]) -> list[tuple[int, int]]:
 # --- the model ----------------------------------------------------------------------------
 
 
-ZERO_HEAD = True
-
-
 def reward_model_from(path: str | Path, device=None, dtype=torch.float32) -> LlamaForSequenceClassification:
     """A reward model initialised from a causal LM checkpoint: its backbone, plus a scalar head
     initialised to zero (every reward starts at 0, so the first loss is log 2)."""
@@ -65,8 +62,7 @@ def reward_model_from(path: str | Path, device=None, dtype=torch.float32) -> Lla
         rm = LlamaForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=dtype)
     finally:
         hf_logging.set_verbosity(level)
-    if ZERO_HEAD:
-        torch.nn.init.zeros_(rm.score.weight)
+    torch.nn.init.zeros_(rm.score.weight)
     return rm.to(device or pick_device()).eval()
 
 
@@ -114,18 +110,21 @@ def load_groups(path: str | Path) -> dict[str, list[Group]]:
 
 
 
-def sample_groups(model, tokenizer, prompts: list[str], k: int, seed: int = 0, max_new_tokens: int = 64,
+def sample_groups(policies, tokenizer, prompts: list[str], k: int, seed: int = 0, max_new_tokens: int = 64,
                   temperature: float = 1.0, batch_size: int = 256) -> list[Group]:
-    """K samples per prompt from `model`; duplicates are dropped (an identical pair carries no
-    preference), and prompts left with fewer than two distinct responses are skipped."""
-    ro = generate(model, tokenizer, [p for p in prompts for _ in range(k)], max_new_tokens=max_new_tokens,
-                  temperature=temperature, seed=seed, batch_size=batch_size)
-    groups = []
-    for i, prompt in enumerate(prompts):
-        distinct = list(dict.fromkeys(ro.texts[i * k:(i + 1) * k]))
-        if len(distinct) >= 2:
-            groups.append(Group(prompt, distinct))
-    return groups
+    """K samples per prompt, split evenly over `policies` (one model or several: InstructGPT's
+    labelers compared outputs of several models). Duplicates are dropped (an identical pair
+    carries no preference) and prompts left with fewer than two distinct responses skipped."""
+    policies = list(policies) if isinstance(policies, (list, tuple)) else [policies]
+    each = [k // len(policies) + (i < k % len(policies)) for i in range(len(policies))]
+    texts: list[list[str]] = [[] for _ in prompts]
+    for j, (model, kj) in enumerate(zip(policies, each)):
+        ro = generate(model, tokenizer, [p for p in prompts for _ in range(kj)], max_new_tokens=max_new_tokens,
+                      temperature=temperature, seed=seed + 1000 * j, batch_size=batch_size)
+        for i in range(len(prompts)):
+            texts[i] += ro.texts[i * kj:(i + 1) * kj]
+    groups = [Group(p, list(dict.fromkeys(t))) for p, t in zip(prompts, texts)]
+    return [g for g in groups if len(g.responses) >= 2]
 
 
 def rank_groups(groups: list[Group], labeler: Labeler) -> list[Group]:
