@@ -234,6 +234,27 @@ def pair_accuracy(rm, tokenizer, groups: list[Group], labeler: Labeler, seed: in
             "n_gold_pairs": int(differ.sum())}
 
 
+def accuracy_breakdown(rm, tokenizer, groups: list[Group], labeler: Labeler) -> dict[str, dict]:
+    """Where the reward model is right: its expected agreement with `labeler` (E[p if it picks a
+    else 1 − p]) next to the Bayes rate, per family and per gold component that differs within
+    the pair (a pair where several differ counts under each). {name: {n, rm, bayes}}."""
+    from .world import COMPONENTS, gold_components, parse_prompt
+    pairs = eval_pairs(groups)
+    _, prompts, a, b = zip(*pairs)
+    picks_a = (rewards(rm, tokenizer, list(prompts), list(a)) > rewards(rm, tokenizer, list(prompts), list(b))).numpy()
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for (_, x, y, z), pick in zip(pairs, picks_a):
+        p = labeler.prob_prefers(x, y, z)
+        cy, cz = gold_components(x, y), gold_components(x, z)
+        keys = [parse_prompt(x).family] + [f"differs in {c}" for c in COMPONENTS if cy[c] != cz[c]]
+        for k in keys:
+            rows.setdefault(k, []).append((p if pick else 1 - p, max(p, 1 - p)))
+    from .world import FAMILIES
+    order = [f for f in FAMILIES if f in rows] + [f"differs in {c}" for c in COMPONENTS if f"differs in {c}" in rows]
+    return {k: {"n": len(rows[k]), "rm": float(np.mean([r for r, _ in rows[k]])),
+                "bayes": float(np.mean([q for _, q in rows[k]]))} for k in order}
+
+
 @torch.no_grad()
 def group_loss(rm, tokenizer, groups: list[Group], shift=None) -> tuple[float, float]:
     """(Bradley-Terry loss, accuracy) of `rm` on all pairs of ranked groups, optionally adding

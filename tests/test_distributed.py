@@ -37,3 +37,24 @@ def test_two_processes_equal_one_process_with_accumulation(tmp_path):
     assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-5)
     for pa, pb in zip(a["params"], b["params"]):
         assert torch.allclose(pa, pb, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ppo_under_accelerate_launch_keeps_processes_in_sync(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` with no GPU visible: accelerate starts the
+    processes with torchrun and the trainer's Accelerator(cpu=True) joins them over gloo (its
+    `--cpu` flag would instead want mpirun). Both processes sample different prompts, yet DDP
+    keeps their weights identical and the logged (globally reduced) statistics agree."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent), "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                          "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                          "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+                          str(HERE / "ppo_worker.py"), str(tmp_path / "ppo")],
+                         env=env, timeout=300, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    a, b = torch.load(tmp_path / "ppo.0"), torch.load(tmp_path / "ppo.1")
+    assert a["world_size"] == b["world_size"] == 2
+    assert [h["score"] for h in a["history"]] == pytest.approx([h["score"] for h in b["history"]])
+    assert a["history"][-1]["beta"] == b["history"][-1]["beta"]
+    for pa, pb in zip(a["params"], b["params"]):
+        assert torch.equal(pa, pb)

@@ -15,6 +15,8 @@ from alignlab.losses import bradley_terry_loss
 from alignlab.reward import Group
 from alignlab.train import TrainConfig
 
+from conftest import TINY
+
 
 def naive_bt(r_w, r_l, margin=None):
     total = 0.0
@@ -185,3 +187,36 @@ def test_zoo_builds_both_reward_models_from_one_set_of_samples(alignlab_home, ti
     assert r.shape == (2,) and torch.isfinite(r).all()
     assert not (alignlab_home / "zoo" / "ci" / ".partial").exists() or not any(
         (alignlab_home / "zoo" / "ci" / ".partial").iterdir())  # resumable state cleaned up
+
+
+def test_sample_groups_splits_k_over_policies_and_drops_duplicates(tok, model):
+    other = models.build_model(TINY, tok, seed=1).eval()
+    prompts = world.preference_prompts(5)
+    groups = reward.sample_groups([model, other], tok, prompts, k=5, max_new_tokens=8, batch_size=4)
+    assert groups and all(2 <= len(g.responses) <= 5 for g in groups)
+    assert all(len(set(g.responses)) == len(g.responses) for g in groups)
+    assert [g.prompt for g in groups] == [p for p in prompts if p in {g.prompt for g in groups}]
+    again = reward.sample_groups([model, other], tok, prompts, k=5, max_new_tokens=8, batch_size=2)
+    assert [g.responses for g in again] == [g.responses for g in groups]  # batching changes nothing
+
+
+def test_preference_prompts_cover_every_family_and_no_held_out_prompt():
+    prompts = world.preference_prompts(50)
+    assert [world.parse_prompt(p).family for p in prompts[:5]] == list(world.FAMILIES)
+    held_out = set(world.eval_prompts(n=5000))
+    assert not set(prompts) & held_out
+
+
+def test_bradley_terry_loss_keeps_float64():
+    r_w = torch.tensor([5000.1], dtype=torch.float64)
+    loss, m = bradley_terry_loss(r_w, r_w - 0.1)
+    assert loss.dtype == torch.float64 and m["reward_margin"].item() == pytest.approx(0.1, abs=1e-9)
+
+
+def test_accuracy_breakdown_lists_families_then_components(rm, tok):
+    groups = _groups(15, held_out=True)
+    rows = reward.accuracy_breakdown(rm, tok, groups, world.Labeler())
+    fams = [k for k in rows if not k.startswith("differs")]
+    assert fams == [f for f in world.FAMILIES if f in fams]
+    assert sum(rows[f]["n"] for f in fams) == len(reward.eval_pairs(groups))
+    assert all(r["rm"] <= r["bayes"] + 1e-12 and 0.5 <= r["bayes"] <= 1 for r in rows.values())

@@ -1,0 +1,117 @@
+"""The PPO trainer: log-probs agree between sampler and trainer, one update equals a hand-computed
+one, accumulation equals a big batch, and a short run trains."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from alignlab import losses, models, ppo, reward, rollout, world
+from alignlab.ppo import PPOConfig
+from alignlab.train import TrainConfig, _accelerator
+
+from conftest import TINY
+
+
+@pytest.fixture
+def four(tok, tmp_path):
+    """Policy, reference (copies of one tiny LM) and a value model from a tiny 'reward model'."""
+    lm = models.build_model(TINY, tok, seed=0).eval()
+    models.save(lm, tok, tmp_path / "lm")
+    rm = reward.reward_model_from(tmp_path / "lm", device="cpu")
+    torch.nn.init.normal_(rm.score.weight, std=0.1)
+    rm.save_pretrained(tmp_path / "rm")
+    vm = ppo.value_model_from(tmp_path / "rm", device="cpu")
+    return copy.deepcopy(lm), lm, vm
+
+
+PROMPTS = world.preference_prompts(8)
+CONFIG = dict(batch_size=8, minibatch_size=8, ppo_epochs=1, max_new_tokens=10, lr=1e-3, progress=False)
+
+
+def test_value_model_reads_the_reward_models_weights(four, tok):
+    _, _, vm = four
+    assert vm.score.weight.abs().sum() > 0 and vm.config.num_labels == 1
+
+
+def test_sampler_logprobs_equal_the_training_forward_and_ignore_padding(four, tok):
+    policy, _, vm = four
+    ro = rollout.generate(policy, tok, PROMPTS, max_new_tokens=10, seed=3)
+    ids, attn, L = ppo.full_sequences(ro.prompt_ids, ro.tokens, ro.mask, tok.pad_token_id)
+    with torch.no_grad():
+        logp, values = ppo.response_logprobs_values(policy, vm, ids, attn, L, ro.tokens)
+    assert torch.allclose(logp * ro.mask, ro.logprobs, atol=1e-4)  # ρ = 1 before any update
+    assert values.shape == ro.tokens.shape
+    for b in (0, 5):  # each row alone (no left padding) gives the same numbers
+        ids1, attn1, L1 = ppo.full_sequences(ro.prompt_ids[b:b + 1], ro.tokens[b:b + 1], ro.mask[b:b + 1],
+                                             tok.pad_token_id)
+        with torch.no_grad():
+            lp1, v1 = ppo.response_logprobs_values(policy, vm, ids1, attn1, L1, ro.tokens[b:b + 1])
+        m = ro.mask[b].bool()
+        assert torch.allclose(lp1[0][m], logp[b][m], atol=1e-5) and torch.allclose(v1[0][m], values[b][m], atol=1e-5)
+
+
+def _experience(four, tok, config):
+    policy, ref, vm = four
+    acc = _accelerator(TrainConfig(steps=1))
+    return ppo.make_experience(acc, policy, vm, ref, tok, PROMPTS, ppo.gold_reward_fn, 0.05, config, seed=1), acc
+
+
+def test_one_update_equals_a_hand_computed_step(four, tok):
+    config = PPOConfig(**CONFIG)
+    exp, acc = _experience(four, tok, config)
+    policy, _, vm = four
+    hand_p, hand_v = copy.deepcopy(policy).train(), copy.deepcopy(vm).train()
+    # by hand: the losses on the whole rollout, one AdamW step
+    logp, values = ppo.response_logprobs_values(hand_p, hand_v, exp.ids, exp.attn, exp.L, exp.tokens)
+    pg, _ = losses.ppo_clip_loss(logp, exp.old_logprobs, exp.advantages, exp.mask, config.clip_eps)
+    vf, _ = losses.value_loss(values, exp.old_values, exp.returns, exp.mask, config.vf_clip_eps)
+    (pg + config.vf_coef * vf).backward()
+    params = list(hand_p.parameters()) + list(hand_v.parameters())
+    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    for p in {id(p): p for p in params}.values():  # one SGD step: θ ← θ − η g (Adam's
+        p.data -= 0.5 * p.grad                    # normalisation would magnify rounding noise)
+    # the trainer
+    policy.train(), vm.train()
+    both = torch.nn.ModuleDict({"p": policy, "v": vm})
+    ppo.ppo_update(acc, policy, vm, torch.optim.SGD(both.parameters(), lr=0.5), exp, config)
+    for a, b in zip(list(hand_p.parameters()) + list(hand_v.parameters()), list(policy.parameters()) + list(vm.parameters())):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+    assert any(not torch.equal(a, b) for a, b in zip(hand_p.parameters(), four[1].parameters()))
+
+
+def test_gradient_accumulation_2x4_equals_1x8(four, tok):
+    base = PPOConfig(**CONFIG)
+    exp, acc = _experience(four, tok, base)
+    results = []
+    for mb, accum in ((8, 1), (4, 2)):
+        policy, vm = copy.deepcopy(four[0]).train(), copy.deepcopy(four[2]).train()
+        config = PPOConfig(**{**CONFIG, "minibatch_size": mb, "grad_accum": accum})
+        opt = torch.optim.SGD(torch.nn.ModuleDict({"p": policy, "v": vm}).parameters(), lr=0.5)
+        ppo.ppo_update(acc, policy, vm, opt, exp, config)
+        results.append([p.detach().clone() for p in list(policy.parameters()) + list(vm.parameters())])
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_adaptive_beta_moves_toward_the_target():
+    assert ppo.adaptive_beta(0.1, kl=12.0, target=6.0, n_samples=1000, horizon=10_000) == pytest.approx(0.1 * 1.02)
+    assert ppo.adaptive_beta(0.1, kl=3.0, target=6.0, n_samples=1000, horizon=10_000) == pytest.approx(0.1 * (1 - 0.02))
+
+
+def test_a_short_run_trains_against_the_gold_reward(four, tok):
+    policy, ref, vm = four
+    config = PPOConfig(**{**CONFIG, "steps": 3, "ppo_epochs": 2, "minibatch_size": 4, "target_kl": 1.0})
+    before = [p.detach().clone() for p in policy.parameters()]
+    history = ppo.train_ppo(policy, ref, vm, tok, PROMPTS, ppo.gold_reward_fn, config, gold_fn=ppo.gold_reward_fn)
+    assert len(history) == 3 and all(math.isfinite(h[k]) for h in history for k in ("score", "kl", "pg_loss", "vf_loss"))
+    assert history[0]["score"] == pytest.approx(history[0]["gold"])
+    assert history[-1]["beta"] != config.beta or history[-2]["beta"] != config.beta  # the controller acted
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), copy.deepcopy(ref).parameters()))
+
+
+def test_value_model_has_no_dropout(four):
+    assert four[2].dropout.p == 0.0
