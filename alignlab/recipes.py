@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from . import models, reward, train, world
+from . import evaluate, models, ppo, reward, train, world
 from .profiles import Profile
 from .zoo import Entry, partial_dir, register
 
@@ -111,3 +111,62 @@ def build_rm(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
           why="reward model trained on a labeler who likes longer answers", fields=RM_FIELDS)
 def build_rm_length_biased(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
     return _build_rm("rm_length_biased", world.length_biased_labeler(seed=1), out, profile, deps)
+
+
+PPO_FIELDS = ("ppo_steps", "ppo_batch", "ppo_minibatch", "ppo_lr", "ppo_eval_every", "max_new_tokens",
+              "eval_prompts_per_family", "gen_batch")
+
+
+def _build_ppo(rm_name: str, beta: float, out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
+    samples of rm_data), the value model initialised from it; held-out gold every few steps."""
+    (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
+    rm, _ = reward.load_reward_model(deps[rm_name].path)
+    groups = reward.load_groups(deps["rm_data"].path)["train"][:100]
+    fn = ppo.rm_reward_fn(rm, tok, ([g.prompt for g in groups for _ in g.responses],
+                                    [y for g in groups for y in g.responses]))
+    held_out = world.eval_prompts(n=profile.eval_prompts_per_family * len(world.FAMILIES), seed=7)
+
+    def held_out_gold(step: int, pol) -> dict:
+        if step % profile.ppo_eval_every and step != profile.ppo_steps:
+            return {}
+        res = evaluate.gold_eval(pol, tok, held_out, samples_per_prompt=1, seed=step,
+                                 max_new_tokens=profile.max_new_tokens, profile=profile._profile)
+        return {"heldout_gold": res.mean, "heldout_gold_se": res.se}
+    config = ppo.PPOConfig(steps=profile.ppo_steps, batch_size=profile.ppo_batch, minibatch_size=profile.ppo_minibatch,
+                           lr=profile.ppo_lr, beta=beta, max_new_tokens=profile.max_new_tokens)
+    history = ppo.train_ppo(policy, ref, ppo.value_model_from(deps[rm_name].path), tok,
+                            world.preference_prompts(4 * profile.rm_prompts, seed=5), fn, config,
+                            gold_fn=ppo.gold_reward_fn, callback=held_out_gold)
+    models.save(policy, tok, out)
+    return {"history": history, "ppo": asdict(config), "reward_model": rm_name,
+            "rm_normalisation": {"mean": fn.mean, "std": fn.std}}
+
+
+@register("ppo", deps=("sft", "rm", "rm_data"), version="1", fields=PPO_FIELDS + ("ppo_beta", "rm_prompts"),
+          why="PPO against the chapter-2 reward model")
+def build_ppo(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    return _build_ppo("rm", profile.ppo_beta, out, profile, deps)
+
+
+@register("ppo_length_biased", deps=("sft", "rm_length_biased", "rm_data"), version="1",
+          fields=PPO_FIELDS + ("ppo_beta", "rm_prompts"), why="PPO against the length-biased reward model")
+def build_ppo_length_biased(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    return _build_ppo("rm_length_biased", profile.ppo_beta, out, profile, deps)
+
+
+def ppo_beta_name(beta: float, profile: Profile) -> str:
+    """Zoo name of chapter 3's PPO run with this β: `ppo` for the profile's own β, else the β
+    sweep's `ppo_beta<β>` (chapter 4's frontier reuses them)."""
+    return "ppo" if beta == profile.ppo_beta else f"ppo_beta{beta:g}"
+
+
+def _register_beta_sweep() -> None:
+    from .profiles import PROFILES
+    for beta in sorted({b for p in PROFILES.values() for b in p.ppo_betas if b != p.ppo_beta}):
+        register(f"ppo_beta{beta:g}", deps=("sft", "rm", "rm_data"), version="1", fields=PPO_FIELDS + ("rm_prompts",),
+                 why=f"PPO against the reward model with β = {beta:g} (the β sweep)")(
+            lambda out, profile, deps, beta=beta: _build_ppo("rm", beta, out, profile, deps))
+
+
+_register_beta_sweep()

@@ -115,3 +115,16 @@ def test_a_short_run_trains_against_the_gold_reward(four, tok):
 
 def test_value_model_has_no_dropout(four):
     assert four[2].dropout.p == 0.0
+
+
+def test_zoo_ppo_entries_train_save_and_log_held_out_gold(alignlab_home, tiny_profile):
+    from alignlab import recipes, zoo
+    prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=1)
+    entry = zoo.get("ppo", prof)
+    history = entry.meta["history"]
+    assert len(history) == 2 and all("heldout_gold" in h and math.isfinite(h["kl"]) for h in history)
+    policy, tok = entry.load(device="cpu")
+    sft, _ = zoo.get("sft", prof).load(device="cpu")
+    assert any(not torch.equal(a, b) for a, b in zip(policy.parameters(), sft.parameters()))
+    assert recipes.ppo_beta_name(prof.ppo_beta, prof) == "ppo"
+    assert recipes.ppo_beta_name(0.2, prof) == "ppo_beta0.2" and "ppo_beta0.2" in zoo.RECIPES

@@ -1,0 +1,42 @@
+"""Best-of-N from one pool, its KL, and Gao et al.'s fits."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from alignlab import overoptimization as oo
+
+
+def test_best_of_n_equals_enumerating_every_subset():
+    rng = np.random.default_rng(0)
+    proxy, gold = rng.normal(size=7), rng.normal(size=7)
+    for n in (1, 2, 4, 7):
+        subsets = list(itertools.combinations(range(7), n))
+        best = [max(s, key=lambda i: proxy[i]) for s in subsets]
+        want = (np.mean(proxy[best]), np.mean(gold[best]))
+        assert oo.best_of_n(proxy, gold, n) == pytest.approx(want)
+    assert oo.bon_weights(7, 3).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="pool size"):
+        oo.bon_weights(3, 4)
+
+
+def test_kl_of_best_of_n_matches_the_formula_without_ties_and_falls_below_it_with_ties():
+    distinct = np.arange(2000, dtype=float)
+    for n in (1, 2, 8, 64):
+        assert oo.bon_kl_estimate(distinct, n) == pytest.approx(float(oo.bon_kl_bound(n)), abs=5e-3)
+    tied = np.repeat([0.0, 1.0, 2.0], [600, 300, 100])
+    assert oo.bon_kl_estimate(tied, 8) < float(oo.bon_kl_bound(8)) - 0.1
+
+
+@pytest.mark.parametrize("form", ["bon", "rl"])
+def test_fit_gao_recovers_its_coefficients(form):
+    d = np.linspace(0.1, 4, 40)
+    r = oo.gao_curve(d, 1.3, 0.4, form) + np.random.default_rng(1).normal(scale=1e-3, size=40)
+    fit = oo.fit_gao(d, r, form)
+    assert fit["alpha"] == pytest.approx(1.3, abs=0.01) and fit["beta"] == pytest.approx(0.4, abs=0.01)
+    assert 0 < fit["alpha_se"] < 0.01
+    with pytest.raises(ValueError, match="form"):
+        oo.fit_gao(d, r, "linear")
