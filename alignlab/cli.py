@@ -26,7 +26,7 @@ def _zoo(args) -> int:
             print(f"{r['profile']:4} {r['entry']:32} {r['mb']:8.2f} MB  {r['state']}")
         print(f"{len(rows)} entries in {zoo.home() / 'zoo'}")
     elif args.action == "build":
-        for name in args.names or list(zoo.RECIPES):
+        for name in args.names or zoo.names(args.profile):
             print(f"{name}: {zoo.get(name, args.profile).path}")
     elif args.action == "clean":
         if not args.yes:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     info.set_defaults(func=_info)
     z = sub.add_parser("zoo", help="list, build or clean cached checkpoints")
     z.add_argument("action", choices=["list", "build", "clean"])
-    z.add_argument("names", nargs="*", help="entries to build (default: all)")
+    z.add_argument("names", nargs="*", help="entries to build (default: all the profile's chapters use)")
     z.add_argument("--profile", choices=["ci", "cpu", "gpu"])
     z.add_argument("--yes", action="store_true", help="confirm `clean`")
     z.set_defaults(func=_zoo)

@@ -79,3 +79,16 @@ def gao_curve(d: np.ndarray, alpha: float, beta: float, form: str) -> np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         second = d ** 2 if form == "bon" else np.where(d > 0, d * np.log(np.maximum(d, 1e-300)), 0.0)
     return alpha * d - beta * second
+
+
+def bon_curve(proxy: np.ndarray, gold: np.ndarray, ns: list[int]) -> dict[str, np.ndarray]:
+    """Best-of-N for each N in `ns` from pools proxy, gold (P prompts, M samples each): the mean
+    over prompts of the selected response's expected proxy and gold reward, the KL formula and
+    the mean plug-in KL estimate. Each entry (len(ns),)."""
+    out = {"n": np.array(ns), "proxy": [], "gold": [], "kl_bound": bon_kl_bound(np.array(ns)), "kl_estimate": []}
+    for n in ns:
+        pairs = [best_of_n(p, g, n) for p, g in zip(proxy, gold)]
+        out["proxy"].append(np.mean([a for a, _ in pairs]))
+        out["gold"].append(np.mean([b for _, b in pairs]))
+        out["kl_estimate"].append(np.mean([bon_kl_estimate(p, n) for p in proxy]))
+    return {k: np.asarray(v) for k, v in out.items()}

@@ -117,56 +117,69 @@ PPO_FIELDS = ("ppo_steps", "ppo_batch", "ppo_minibatch", "ppo_lr", "ppo_eval_eve
               "eval_prompts_per_family", "gen_batch")
 
 
-def _build_ppo(rm_name: str, beta: float, out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+def _build_ppo(rm_name: str, beta: float, out: Path, profile: Profile, deps: dict[str, Entry],
+               steps: int | None = None, target_kl: float | None = None) -> dict:
     """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
-    samples of rm_data), the value model initialised from it; held-out gold every few steps."""
+    samples of rm_data), the value model initialised from it; held-out gold every few steps.
+    With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per ten iterations."""
+    steps = steps or profile.ppo_steps
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
     rm, _ = reward.load_reward_model(deps[rm_name].path)
     groups = reward.load_groups(deps["rm_data"].path)["train"][:100]
     fn = ppo.rm_reward_fn(rm, tok, ([g.prompt for g in groups for _ in g.responses],
                                     [y for g in groups for y in g.responses]))
-    held_out = world.eval_prompts(n=profile.eval_prompts_per_family * len(world.FAMILIES), seed=7)
+    held_out_prompts = world.eval_prompts(n=profile.eval_prompts_per_family * len(world.FAMILIES), seed=7)
+
+    def held_out(pol) -> evaluate.EvalResult:  # one sample per prompt, the same seed every time
+        return evaluate.gold_eval(pol, tok, held_out_prompts, samples_per_prompt=1, seed=0,
+                                  max_new_tokens=profile.max_new_tokens, profile=profile._profile)
+    start = held_out(policy)  # the SFT model: R(0) of the run
 
     def held_out_gold(step: int, pol) -> dict:
-        if step % profile.ppo_eval_every and step != profile.ppo_steps:
+        if step % profile.ppo_eval_every and step != steps:
             return {}
-        res = evaluate.gold_eval(pol, tok, held_out, samples_per_prompt=1, seed=step,
-                                 max_new_tokens=profile.max_new_tokens, profile=profile._profile)
-        return {"heldout_gold": res.mean, "heldout_gold_se": res.se}
-    config = ppo.PPOConfig(steps=profile.ppo_steps, batch_size=profile.ppo_batch, minibatch_size=profile.ppo_minibatch,
-                           lr=profile.ppo_lr, beta=beta, max_new_tokens=profile.max_new_tokens)
+        res = held_out(pol)
+        gain, gain_se = evaluate.paired_difference(res, start)  # common random numbers: paired
+        return {"heldout_gold": res.mean, "heldout_gold_se": res.se, "heldout_gain": gain, "heldout_gain_se": gain_se}
+    config = ppo.PPOConfig(steps=steps, batch_size=profile.ppo_batch, minibatch_size=profile.ppo_minibatch,
+                           lr=profile.ppo_lr, beta=beta, target_kl=target_kl, kl_horizon=10 * profile.ppo_batch,
+                           max_new_tokens=profile.max_new_tokens)
     history = ppo.train_ppo(policy, ref, ppo.value_model_from(deps[rm_name].path), tok,
                             world.preference_prompts(4 * profile.rm_prompts, seed=5), fn, config,
                             gold_fn=ppo.gold_reward_fn, callback=held_out_gold)
     models.save(policy, tok, out)
     return {"history": history, "ppo": asdict(config), "reward_model": rm_name,
+            "start": {"heldout_gold": start.mean, "heldout_gold_se": start.se},
             "rm_normalisation": {"mean": fn.mean, "std": fn.std}}
 
 
-@register("ppo", deps=("sft", "rm", "rm_data"), version="1", fields=PPO_FIELDS + ("ppo_beta", "rm_prompts"),
-          why="PPO against the chapter-2 reward model")
+@register("ppo", deps=("sft", "rm", "rm_data"), version="2",
+          fields=PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "rm_prompts"),
+          why="PPO against the chapter-2 reward model, β adapted to a target KL")
 def build_ppo(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
-    return _build_ppo("rm", profile.ppo_beta, out, profile, deps)
+    return _build_ppo("rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl)
 
 
-@register("ppo_length_biased", deps=("sft", "rm_length_biased", "rm_data"), version="1",
+@register("ppo_length_biased", deps=("sft", "rm_length_biased", "rm_data"), version="2",
           fields=PPO_FIELDS + ("ppo_beta", "rm_prompts"), why="PPO against the length-biased reward model")
 def build_ppo_length_biased(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
     return _build_ppo("rm_length_biased", profile.ppo_beta, out, profile, deps)
 
 
-def ppo_beta_name(beta: float, profile: Profile) -> str:
-    """Zoo name of chapter 3's PPO run with this β: `ppo` for the profile's own β, else the β
-    sweep's `ppo_beta<β>` (chapter 4's frontier reuses them)."""
-    return "ppo" if beta == profile.ppo_beta else f"ppo_beta{beta:g}"
+def ppo_beta_name(beta: float) -> str:
+    """Zoo name of chapter 3's fixed-β PPO run (the β sweep; chapter 4's frontier reuses them)."""
+    return f"ppo_beta{beta:g}"
 
 
 def _register_beta_sweep() -> None:
     from .profiles import PROFILES
-    for beta in sorted({b for p in PROFILES.values() for b in p.ppo_betas if b != p.ppo_beta}):
-        register(f"ppo_beta{beta:g}", deps=("sft", "rm", "rm_data"), version="1", fields=PPO_FIELDS + ("rm_prompts",),
-                 why=f"PPO against the reward model with β = {beta:g} (the β sweep)")(
-            lambda out, profile, deps, beta=beta: _build_ppo("rm", beta, out, profile, deps))
+    for beta in sorted({b for p in PROFILES.values() for b in p.ppo_betas}):
+        register(ppo_beta_name(beta), deps=("sft", "rm", "rm_data"), version="2",
+                 fields=PPO_FIELDS + ("rm_prompts", "ppo_sweep_steps"),
+                 why=f"PPO against the reward model with β fixed at {beta:g} (the β sweep)",
+                 used_by=lambda p, beta=beta: beta in p.ppo_betas)(
+            lambda out, profile, deps, beta=beta: _build_ppo("rm", beta, out, profile, deps,
+                                                             steps=profile.ppo_sweep_steps))
 
 
 _register_beta_sweep()

@@ -63,19 +63,27 @@ class Recipe:
     version: str = "1"
     why: str = ""
     fields: tuple[str, ...] | None = None  # profile fields the build reads; None = all of them
+    used_by: Callable[[Profile], bool] | None = None  # which profiles' chapters need it; None = all
 
 
 RECIPES: dict[str, Recipe] = {}
 
 
 def register(name: str, deps: tuple[str, ...] = (), version: str = "1", why: str = "",
-             fields: tuple[str, ...] | None = None):
+             fields: tuple[str, ...] | None = None, used_by: Callable[[Profile], bool] | None = None):
     """Decorator that adds a build function to the zoo under `name`; `fields` lists the profile
-    fields it reads (its key hashes only those; the build is handed a view of only those)."""
+    fields it reads (its key hashes only those; the build is handed a view of only those);
+    `used_by(profile)` says whether that profile's chapters use the entry (`names`)."""
     def wrap(fn):
-        RECIPES[name] = Recipe(fn, deps, version, why, fields)
+        RECIPES[name] = Recipe(fn, deps, version, why, fields, used_by)
         return fn
     return wrap
+
+
+def names(profile: Profile | str | None = None) -> list[str]:
+    """The entries the chapters use in `profile` (what `alignlab zoo build` builds by default)."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    return [n for n, r in RECIPES.items() if r.used_by is None or r.used_by(prof)]
 
 
 class ProfileView:

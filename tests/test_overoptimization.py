@@ -40,3 +40,12 @@ def test_fit_gao_recovers_its_coefficients(form):
     assert 0 < fit["alpha_se"] < 0.01
     with pytest.raises(ValueError, match="form"):
         oo.fit_gao(d, r, "linear")
+
+
+def test_bon_curve_starts_at_the_pool_mean_and_rises_in_proxy():
+    rng = np.random.default_rng(2)
+    proxy, gold = rng.normal(size=(5, 16)), rng.normal(size=(5, 16))
+    c = oo.bon_curve(proxy, gold, [1, 2, 4, 16])
+    assert c["proxy"][0] == pytest.approx(proxy.mean()) and c["gold"][0] == pytest.approx(gold.mean())
+    assert np.all(np.diff(c["proxy"]) > 0) and c["kl_bound"][0] == 0
+    assert c["proxy"][-1] == pytest.approx(proxy.max(1).mean())

@@ -239,3 +239,9 @@ def test_recipe_cannot_read_an_undeclared_field(alignlab_home, tiny_profile):
             zoo.get("sneaky", tiny_profile)
     finally:
         del zoo.RECIPES["sneaky"]
+
+
+def test_names_lists_only_what_a_profile_uses():
+    ci, gpu = profiles.get_profile("ci"), profiles.get_profile("gpu")
+    assert {"tokenizer", "base", "sft", "rm", "ppo"} <= set(zoo.names(ci))
+    assert "ppo_beta0.01" in zoo.names(gpu) and "ppo_beta0.01" not in zoo.names(ci)
