@@ -73,7 +73,8 @@ book-outputs: $(STAMP)
 	done
 
 bench: $(STAMP)
-	$(BIN)/python bench/train_throughput.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/train_throughput.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/rollout.py
 
 # Removes the environment and build artefacts; never a cache (ALIGNLAB_HOME, ./.alignlab).
 clean:

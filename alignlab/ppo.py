@@ -55,6 +55,7 @@ class PPOConfig:
     ptx_coef: float = field(default=0.0, metadata={"help": "PPO-ptx: weight of the pretraining loss (0 = off)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of rollouts."})
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
+    static_decode: bool = field(default=False, metadata={"help": "Sample with `static_decode` (CUDA graphs on a GPU; not yet the default: unmeasured on a GPU)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
     whiten_advantages: bool = field(default=True, metadata={"help": "Normalise advantages over the batch."})
     seed: int = field(default=0, metadata={"help": "Seed of prompts, sampling and dropout."})
@@ -139,8 +140,13 @@ def make_experience(acc: Accelerator, policy, value_model, ref, tokenizer, promp
                     reward_fn: RewardFn, beta: float, config: PPOConfig, seed: int) -> Experience:
     """Steps 1-4 of the module doc: sample, score, shape with the KL penalty, GAE."""
     pol, vm = acc.unwrap_model(policy), acc.unwrap_model(value_model)
-    ro: Rollout = generate(pol, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
-                           temperature=config.temperature, seed=seed, batch_size=len(prompts))
+    if config.static_decode:
+        from .static_decode import generate_static
+        ro: Rollout = generate_static(pol, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
+                                      temperature=config.temperature, seed=seed)
+    else:
+        ro = generate(pol, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
+                      temperature=config.temperature, seed=seed, batch_size=len(prompts))
     ids, attn, L = (x.to(acc.device) if torch.is_tensor(x) else x
                     for x in full_sequences(ro.prompt_ids, ro.tokens, ro.mask, tokenizer.pad_token_id))
     tokens, mask = ro.tokens.to(acc.device), ro.mask.to(acc.device).float()

@@ -9,7 +9,9 @@ downloaded or trained first; such a model rarely emits eos, so every row runs to
 the zoo instead, whose responses end early, which alignlab exploits), the same prompts
 (the world's held-out prompts, left-padded), the same sampling (temperature 1, no top-k/top-p),
 `max_new_tokens` each. HF's `generate` runs eager with its default dynamic KV cache and keeps
-decoding finished rows until every row is done; `alignlab.rollout.generate` drops finished rows.
+decoding finished rows until every row is done; `alignlab.rollout.generate` drops finished rows;
+`alignlab.static_decode.generate_static` keeps static shapes (preallocated KV cache) and on a GPU
+replays each decode step as one CUDA graph (on a CPU it runs the same step eagerly).
 Both count only real new tokens (up to and including eos) and are timed after one warm-up call,
 on the clock after a CUDA synchronize.
 
@@ -63,6 +65,10 @@ def bench_generate(model, tok, prompts, new_tokens: int) -> dict:
         ro = rollout.generate(model, tok, prompts, max_new_tokens=new_tokens, seed=0, batch_size=len(prompts))
         return int(ro.mask.sum())
 
+    def static():
+        from alignlab.static_decode import generate_static
+        return int(generate_static(model, tok, prompts, max_new_tokens=new_tokens, seed=0).mask.sum())
+
     ids, attn = rollout.left_pad(encode_prompts(tok, prompts), tok.pad_token_id, model.device)
 
     @torch.inference_mode()
@@ -74,7 +80,7 @@ def bench_generate(model, tok, prompts, new_tokens: int) -> dict:
         return int(rollout.response_mask(new, tok.eos_token_id)[0].sum())
 
     result = {}
-    for name, fn in (("alignlab", ours), ("hf_generate", hf)):
+    for name, fn in (("alignlab", ours), ("alignlab_static", static), ("hf_generate", hf)):
         fn()  # warm-up
         _sync()
         t0 = time.perf_counter()
@@ -83,6 +89,7 @@ def bench_generate(model, tok, prompts, new_tokens: int) -> dict:
         result[f"{name}_new_tokens_per_s"] = round(n / (time.perf_counter() - t0), 1)
         result[f"{name}_new_tokens"] = n
     result["generate_speedup"] = round(result["alignlab_new_tokens_per_s"] / result["hf_generate_new_tokens_per_s"], 2)
+    result["static_speedup"] = round(result["alignlab_static_new_tokens_per_s"] / result["hf_generate_new_tokens_per_s"], 2)
     return result
 
 
@@ -139,10 +146,17 @@ def bench_grpo(path: str, tok, prompts, batch: int, new_tokens: int, steps: int,
 
 
 def main(argv=None) -> dict:
+    import contextlib
+    with contextlib.redirect_stdout(sys.stderr):  # trainers' logs; stdout carries the JSON only
+        out = measure(parse_args(argv))
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def measure(args: argparse.Namespace) -> dict:
     import torch
 
     from alignlab import models, profiles, world
-    args = parse_args(argv)
     prof = profiles.get_profile(args.profile)
     batch = args.batch or prof.gen_batch
     if args.zoo:
@@ -168,7 +182,6 @@ def main(argv=None) -> dict:
     import transformers
     import trl
     out.update(torch=torch.__version__, transformers=transformers.__version__, trl=trl.__version__)
-    print(json.dumps(out), flush=True)
     return out
 
 

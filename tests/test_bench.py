@@ -34,3 +34,20 @@ def test_train_throughput_prints_one_json_line():
     assert math.isfinite(row["alignlab_final_loss"]) and math.isfinite(row["trl_final_loss"])
     for key in ("date", "torch", "transformers", "trl"):
         assert row[key]
+
+
+@pytest.mark.slow
+def test_rollout_bench_prints_one_json_line():
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "bench/rollout.py", "--profile", "ci", "--batch", "16", "--new-tokens", "8",
+           "--steps", "1", "--warmup", "1"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, out.stdout[-3000:]
+    row = json.loads(lines[0])
+    assert row["bench"] == "rollout" and row["batch"] == 16 and row["new_tokens"] == 8
+    for key in ("alignlab_new_tokens_per_s", "alignlab_static_new_tokens_per_s", "hf_generate_new_tokens_per_s",
+                "ppo_completions_per_s", "grpo_completions_per_s", "generate_speedup", "rl_step_speedup"):
+        assert row[key] > 0, key
+    assert 0 < row["alignlab_new_tokens"] <= 16 * 8

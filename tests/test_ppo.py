@@ -128,3 +128,9 @@ def test_zoo_ppo_entries_train_save_and_log_held_out_gold(alignlab_home, tiny_pr
     assert any(not torch.equal(a, b) for a, b in zip(policy.parameters(), sft.parameters()))
     assert all(recipes.ppo_beta_name(b) in zoo.RECIPES for b in prof.ppo_betas)
     assert history[-1]["beta"] != prof.ppo_beta  # the main run adapts β toward its target KL
+
+
+def test_static_decoder_gives_the_same_experience(four, tok):
+    a, _ = _experience(four, tok, PPOConfig(**CONFIG, static_decode=False))
+    b, _ = _experience(four, tok, PPOConfig(**CONFIG, static_decode=True))
+    assert a.texts == b.texts and torch.allclose(a.advantages, b.advantages, atol=1e-5)
