@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The GPU benchmarks in one go, for one run on a machine with a CUDA GPU:
+#     bash bench/gpu.sh [output-dir]        (default bench/out)
+# Appends each benchmark's JSON line to <output-dir>/gpu.jsonl; record them in bench/RESULTS.md
+# with the card and the date. Needs the package installed (pip install -e .) with trl and datasets.
+set -euo pipefail
+out=${1:-bench/out}
+mkdir -p "$out"
+python -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'"
+python bench/rollout.py --profile gpu --batch 256 --new-tokens 64 | tee -a "$out/gpu.jsonl"
+python bench/rollout.py --profile gpu --batch 256 --new-tokens 64 --skip-rl --zoo | tee -a "$out/gpu.jsonl"
+python bench/train_throughput.py --profile gpu | tee -a "$out/gpu.jsonl"
