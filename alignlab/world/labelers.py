@@ -26,8 +26,24 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
+class BradleyTerryChooser:
+    """Choices of anyone with a `utility(prompt, response)`, a `temperature` and an `_rng`:
+    P(a ≻ b) = σ((u(a) − u(b)) / T), shared by `Labeler` and the chapter-2 personas."""
+
+    def prob_prefers(self, prompt: str, a: str, b: str) -> float:
+        """P(prefers a over b); at temperature 0 the better one surely, a tie ½."""
+        diff = self.utility(prompt, a) - self.utility(prompt, b)
+        if self.temperature <= 0:
+            return 0.5 if diff == 0 else float(diff > 0)
+        return sigmoid(diff / self.temperature)
+
+    def compare(self, prompt: str, a: str, b: str) -> int:
+        """0 if a is picked, 1 if b is."""
+        return 0 if self._rng.random() < self.prob_prefers(prompt, a, b) else 1
+
+
 @dataclass
-class Labeler:
+class Labeler(BradleyTerryChooser):
     """A simulated human who compares responses to a prompt."""
 
     temperature: float = field(default=DEFAULT_TEMPERATURE,
@@ -49,16 +65,6 @@ class Labeler:
                 u += self.agreement_bias
         return u
 
-    def prob_prefers(self, prompt: str, a: str, b: str) -> float:
-        """P(this labeler prefers a over b)."""
-        diff = self.utility(prompt, a) - self.utility(prompt, b)
-        if self.temperature <= 0:
-            return 0.5 if diff == 0 else float(diff > 0)
-        return sigmoid(diff / self.temperature)
-
-    def compare(self, prompt: str, a: str, b: str) -> int:
-        """0 if the labeler picks a, 1 if it picks b."""
-        return 0 if self._rng.random() < self.prob_prefers(prompt, a, b) else 1
 
     def rank(self, prompt: str, responses: list[str]) -> list[int]:
         """A full ranking, best first (indices), drawn from the Plackett-Luce model: utility/T

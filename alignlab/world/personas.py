@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from .common import COMPONENTS, pad, rude
 from .corpus import sample_response, train_prompts
 from .gold import WEIGHTS, gold_components
-from .labelers import sigmoid
+from .labelers import BradleyTerryChooser
 
 
 @dataclass
-class Persona:
+class Persona(BradleyTerryChooser):
     """A simulated human with their own priorities: BT over their own weighted utility."""
 
     name: str = field(metadata={"help": "Who this is, for plots and tables."})
@@ -50,17 +50,6 @@ class Persona:
         """Σ_c weights[c] · gold_components(prompt, response)[c]."""
         parts = gold_components(prompt, response)
         return sum(self.weights.get(c, 0.0) * parts[c] for c in COMPONENTS)
-
-    def prob_prefers(self, prompt: str, a: str, b: str) -> float:
-        """P(this persona prefers a over b) = σ((u(a) − u(b)) / T)."""
-        diff = self.utility(prompt, a) - self.utility(prompt, b)
-        if self.temperature <= 0:
-            return 0.5 if diff == 0 else float(diff > 0)
-        return sigmoid(diff / self.temperature)
-
-    def compare(self, prompt: str, a: str, b: str) -> int:
-        """0 if the persona picks a, 1 if it picks b."""
-        return 0 if self._rng.random() < self.prob_prefers(prompt, a, b) else 1
 
 
 # Everyone weighs harm as the gold reward does (2.0); beyond that each cares twenty times more
