@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -29,7 +30,7 @@ from transformers import LlamaForTokenClassification
 
 from . import losses
 from .rollout import Rollout, generate, left_pad, positions
-from .train import _accelerator, make_optimizer, TrainConfig
+from .train import STATE_FILE, TrainConfig, _accelerator, _save_state, load_checkpoint, make_optimizer
 
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]
 
@@ -60,6 +61,8 @@ class PPOConfig:
     whiten_advantages: bool = field(default=True, metadata={"help": "Normalise advantages over the batch."})
     seed: int = field(default=0, metadata={"help": "Seed of prompts, sampling and dropout."})
     log_every: int = field(default=1, metadata={"help": "Record the history every this many iterations."})
+    checkpoint_dir: str | None = field(default=None, metadata={"help": "Save/resume the run's state here."})
+    checkpoint_every: int = field(default=10, metadata={"help": "Iterations between checkpoints."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
 
@@ -233,9 +236,17 @@ def train_ppo(policy, ref, value_model, tokenizer, prompts: list[str], reward_fn
     ref.eval().requires_grad_(False)
     both = torch.nn.ModuleDict({"policy": policy, "value": value_model})
     optimizer = make_optimizer(both, TrainConfig(steps=config.steps, lr=config.lr, weight_decay=0.0))
+    beta, history, start = config.beta, [], 0
+    state = load_checkpoint(config.checkpoint_dir)
+    if state is not None:  # an interrupted run continues where it stopped
+        policy.load_state_dict(state["policy"]), value_model.load_state_dict(state["value"])
+        optimizer.load_state_dict(state["optimizer"])
+        beta, history, start = state["beta"], state["history"], state["step"]
+        acc.print(f"[alignlab] resuming PPO from its checkpoint at iteration {start}/{config.steps}")
     policy, value_model, optimizer = acc.prepare(policy, value_model, optimizer)
-    beta, history, t0 = config.beta, [], time.time()
-    bar = tqdm(range(config.steps), desc="PPO", disable=not (config.progress and acc.is_main_process), leave=False)
+    t0 = time.time()
+    bar = tqdm(range(start, config.steps), desc="PPO", initial=start, total=config.steps,
+               disable=not (config.progress and acc.is_main_process), leave=False)
     for step in bar:
         batch = _prompt_batch(prompts, config.batch_size, step, acc.process_index, config.seed)
         policy.eval(), value_model.eval()
@@ -256,6 +267,13 @@ def train_ppo(policy, ref, value_model, tokenizer, prompts: list[str], reward_fn
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             history.append(row)
         bar.set_postfix(score=f"{score:.2f}", kl=f"{kl:.2f}")
+        if config.checkpoint_dir and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+            if acc.is_main_process:
+                _save_state(Path(config.checkpoint_dir) / STATE_FILE, {
+                    "step": step + 1, "policy": acc.unwrap_model(policy).state_dict(),
+                    "value": acc.unwrap_model(value_model).state_dict(), "optimizer": optimizer.state_dict(),
+                    "beta": beta, "history": history})
+            acc.wait_for_everyone()
     acc.wait_for_everyone()
     acc.unwrap_model(policy).eval(), acc.unwrap_model(value_model).eval()
     return history

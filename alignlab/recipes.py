@@ -117,7 +117,7 @@ PPO_FIELDS = ("ppo_steps", "ppo_batch", "ppo_minibatch", "ppo_lr", "ppo_eval_eve
               "eval_prompts_per_family", "gen_batch")
 
 
-def _build_ppo(rm_name: str, beta: float, out: Path, profile: Profile, deps: dict[str, Entry],
+def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile, deps: dict[str, Entry],
                steps: int | None = None, target_kl: float | None = None) -> dict:
     """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
     samples of rm_data), the value model initialised from it; held-out gold every few steps.
@@ -143,11 +143,13 @@ def _build_ppo(rm_name: str, beta: float, out: Path, profile: Profile, deps: dic
         return {"heldout_gold": res.mean, "heldout_gold_se": res.se, "heldout_gain": gain, "heldout_gain_se": gain_se}
     config = ppo.PPOConfig(steps=steps, batch_size=profile.ppo_batch, minibatch_size=profile.ppo_minibatch,
                            lr=profile.ppo_lr, beta=beta, target_kl=target_kl, kl_horizon=10 * profile.ppo_batch,
-                           max_new_tokens=profile.max_new_tokens)
+                           max_new_tokens=profile.max_new_tokens, checkpoint_dir=str(partial_dir(name, profile)),
+                           checkpoint_every=max(1, steps // 6))
     history = ppo.train_ppo(policy, ref, ppo.value_model_from(deps[rm_name].path), tok,
                             world.preference_prompts(4 * profile.rm_prompts, seed=5), fn, config,
                             gold_fn=ppo.gold_reward_fn, callback=held_out_gold)
     models.save(policy, tok, out)
+    shutil.rmtree(config.checkpoint_dir, ignore_errors=True)  # the saved policy supersedes it
     return {"history": history, "ppo": asdict(config), "reward_model": rm_name,
             "start": {"heldout_gold": start.mean, "heldout_gold_se": start.se},
             "rm_normalisation": {"mean": fn.mean, "std": fn.std}}
@@ -157,13 +159,13 @@ def _build_ppo(rm_name: str, beta: float, out: Path, profile: Profile, deps: dic
           fields=PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "rm_prompts"),
           why="PPO against the chapter-2 reward model, β adapted to a target KL")
 def build_ppo(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
-    return _build_ppo("rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl)
+    return _build_ppo("ppo", "rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl)
 
 
 @register("ppo_length_biased", deps=("sft", "rm_length_biased", "rm_data"), version="2",
           fields=PPO_FIELDS + ("ppo_beta", "rm_prompts"), why="PPO against the length-biased reward model")
 def build_ppo_length_biased(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
-    return _build_ppo("rm_length_biased", profile.ppo_beta, out, profile, deps)
+    return _build_ppo("ppo_length_biased", "rm_length_biased", profile.ppo_beta, out, profile, deps)
 
 
 def ppo_beta_name(beta: float) -> str:
@@ -178,7 +180,7 @@ def _register_beta_sweep() -> None:
                  fields=PPO_FIELDS + ("rm_prompts", "ppo_sweep_steps"),
                  why=f"PPO against the reward model with β fixed at {beta:g} (the β sweep)",
                  used_by=lambda p, beta=beta: beta in p.ppo_betas)(
-            lambda out, profile, deps, beta=beta: _build_ppo("rm", beta, out, profile, deps,
+            lambda out, profile, deps, beta=beta: _build_ppo(ppo_beta_name(beta), "rm", beta, out, profile, deps,
                                                              steps=profile.ppo_sweep_steps))
 
 

@@ -96,9 +96,14 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def _load_state(config: TrainConfig) -> dict | None:
-    if not config.checkpoint_dir or not (Path(config.checkpoint_dir) / STATE_FILE).exists():
+    return load_checkpoint(config.checkpoint_dir)
+
+
+def load_checkpoint(checkpoint_dir: str | None) -> dict | None:
+    """The training state saved in `checkpoint_dir`, or None; a damaged one is set aside."""
+    if not checkpoint_dir or not (Path(checkpoint_dir) / STATE_FILE).exists():
         return None
-    path = Path(config.checkpoint_dir) / STATE_FILE
+    path = Path(checkpoint_dir) / STATE_FILE
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a damaged checkpoint is set aside, never deleted

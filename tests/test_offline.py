@@ -1,4 +1,4 @@
-"""Nothing downloads at run time: chapter 1's code path runs with every socket blocked."""
+"""Nothing downloads at run time: the chapters' code paths run with every socket blocked."""
 from __future__ import annotations
 
 import socket
@@ -33,3 +33,15 @@ def test_chapter_code_runs_offline(no_network, alignlab_home, tiny_profile, monk
     ro = rollout.generate(model, tok, world.eval_prompts(n=5), max_new_tokens=8)
     assert len(ro.texts) == 5
     assert evaluate.evaluate_entry("base", tiny_profile).n > 0
+
+
+def test_reward_model_and_ppo_chapters_run_offline(no_network, alignlab_home, tiny_profile, monkeypatch, tmp_path):
+    """Chapters 2-3: comparison data, reward models (ours and TRL's trainer), PPO — no network."""
+    from alignlab import reward
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    prof = tiny_profile.replace(ppo_steps=1, ppo_batch=4, ppo_minibatch=4)
+    assert zoo.get("ppo", prof).meta["history"]
+    rm, tok = reward.load_reward_model(zoo.get("rm", prof).path, device="cpu")
+    groups = reward.rank_groups(reward.load_groups(zoo.get("rm_data", prof).path)["train"][:2], world.Labeler())
+    trainer = reward.trl_reward_trainer(rm, tok, groups, tmp_path / "trl")
+    assert len(trainer.train_dataset) == reward.n_pairs(groups)

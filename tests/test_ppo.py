@@ -134,3 +134,23 @@ def test_static_decoder_gives_the_same_experience(four, tok):
     a, _ = _experience(four, tok, PPOConfig(**CONFIG, static_decode=False))
     b, _ = _experience(four, tok, PPOConfig(**CONFIG, static_decode=True))
     assert a.texts == b.texts and torch.allclose(a.advantages, b.advantages, atol=1e-5)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(four, tok, tmp_path):
+    config = PPOConfig(**{**CONFIG, "steps": 3, "minibatch_size": 4, "target_kl": 1.0})
+    policy, ref, vm = four
+    start_p, start_v = copy.deepcopy(policy.state_dict()), copy.deepcopy(vm.state_dict())
+    full = ppo.train_ppo(copy.deepcopy(policy), ref, copy.deepcopy(vm), tok, PROMPTS, ppo.gold_reward_fn, config)
+
+    def interrupt(step, _):
+        if step == 2:
+            raise KeyboardInterrupt
+        return {}
+    ckpt = PPOConfig(**{**vars(config), "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 1})
+    with pytest.raises(KeyboardInterrupt):
+        ppo.train_ppo(policy, ref, vm, tok, PROMPTS, ppo.gold_reward_fn, ckpt, callback=interrupt)
+    policy.load_state_dict(start_p), vm.load_state_dict(start_v)  # a fresh process: initial weights
+    resumed = ppo.train_ppo(policy, ref, vm, tok, PROMPTS, ppo.gold_reward_fn, ckpt)
+    assert [h["step"] for h in resumed] == [1, 2, 3]
+    assert [h["score"] for h in resumed] == pytest.approx([h["score"] for h in full], abs=1e-6)
+    assert resumed[-1]["beta"] == pytest.approx(full[-1]["beta"])
