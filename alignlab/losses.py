@@ -196,3 +196,94 @@ def kl_penalized_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logpr
     has_tokens = (mask.sum(-1) > 0).to(rewards.dtype)
     rewards[torch.arange(len(last)), last] += scores.float().detach() * has_tokens
     return rewards
+
+
+# --- chapter 4: direct preference optimisation and its family ---------------------------------
+# Inputs are (B,) sequence log-probs computed by the caller: summed over response tokens for DPO,
+# averaged per token where the variant says so (IPO as TRL and the IPO authors do, SimPO, ORPO).
+
+_DPO_LOSSES = {
+    # Rafailov et al. (2023), eq. 7: the Bradley-Terry likelihood of the implicit reward β·h
+    "sigmoid": lambda h, beta: -F.logsigmoid(beta * h),
+    # SLiC-style hinge on the same margin (Zhao et al., 2023)
+    "hinge": lambda h, beta: torch.relu(1 - beta * h),
+    # Azar et al. (2023), eq. 17, β playing IPO's τ: regress h onto 1/(2τ) instead of pushing it to ∞
+    "ipo": lambda h, beta: (h - 1 / (2 * beta)) ** 2,
+}
+
+
+def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+             ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, beta: float = 0.1,
+             loss_type: str = "sigmoid") -> tuple[torch.Tensor, Metrics]:
+    """DPO and its pairwise siblings on h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)):
+
+        sigmoid: −log σ(β h)      hinge: relu(1 − β h)      ipo: (h − 1/(2β))²
+
+    All inputs (B,); loss the 0-dim batch mean. Metrics: the implicit rewards β·log(π/π_ref) of
+    chosen and rejected (means), accuracy (chosen reward > rejected), margin (mean difference)."""
+    if loss_type not in _DPO_LOSSES:
+        raise ValueError(f"loss_type must be one of {sorted(_DPO_LOSSES)}, not {loss_type!r}")
+    chosen = policy_chosen_logps.float() - ref_chosen_logps.float().detach()
+    rejected = policy_rejected_logps.float() - ref_rejected_logps.float().detach()
+    loss = _DPO_LOSSES[loss_type](chosen - rejected, beta).mean()
+    r_c, r_r = (beta * chosen).detach(), (beta * rejected).detach()
+    return loss, {"chosen_reward": r_c.mean(), "rejected_reward": r_r.mean(),
+                  "accuracy": (r_c > r_r).float().mean(), "margin": (r_c - r_r).mean()}
+
+
+def simpo_loss(chosen_avg_logps: torch.Tensor, rejected_avg_logps: torch.Tensor, beta: float = 2.0,
+               gamma: float = 1.0) -> tuple[torch.Tensor, Metrics]:
+    """SimPO (Meng et al., 2024, eq. 6): no reference model; the reward is the length-averaged
+    log-prob, and the chosen must win by a margin γ:
+
+        L = −log σ(β/|y_w| · log π(y_w) − β/|y_l| · log π(y_l) − γ)
+
+    chosen_avg_logps, rejected_avg_logps (B,): log π(y) / |y| (per-token means)."""
+    r_c, r_r = beta * chosen_avg_logps.float(), beta * rejected_avg_logps.float()
+    loss = -F.logsigmoid(r_c - r_r - gamma).mean()
+    return loss, {"chosen_reward": r_c.detach().mean(), "rejected_reward": r_r.detach().mean(),
+                  "accuracy": (r_c > r_r).float().mean().detach(), "margin": (r_c - r_r).detach().mean()}
+
+
+def orpo_loss(chosen_avg_logps: torch.Tensor, rejected_avg_logps: torch.Tensor, chosen_nll: torch.Tensor,
+              lam: float = 0.1) -> tuple[torch.Tensor, Metrics]:
+    """ORPO (Hong et al., 2024, eqs. 6-7): SFT on the chosen response plus an odds-ratio penalty,
+    no reference model:
+
+        L = L_NLL(y_w) − λ · log σ(log odds(y_w) − log odds(y_l)),   odds(y) = P(y) / (1 − P(y))
+
+    with P(y) = exp(mean token log-prob). chosen_avg_logps, rejected_avg_logps (B,) per-token
+    means (< 0); chosen_nll the 0-dim SFT loss on the chosen responses, computed by the caller."""
+    def log_odds(avg):  # log P − log(1 − P), stable for P near 0 and 1
+        return avg - torch.log1p(-torch.exp(avg.clamp(max=-1e-6)))
+    ratio = log_odds(chosen_avg_logps.float()) - log_odds(rejected_avg_logps.float())
+    or_loss = -F.logsigmoid(ratio).mean()
+    return chosen_nll + lam * or_loss, {"nll": chosen_nll.detach(), "or_loss": or_loss.detach(),
+                                       "log_odds_ratio": ratio.detach().mean(),
+                                       "accuracy": (ratio > 0).float().mean().detach()}
+
+
+def kto_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, desirable: torch.Tensor,
+             reference_point: torch.Tensor | float, beta: float = 0.1, lambda_d: float = 1.0,
+             lambda_u: float = 1.0) -> tuple[torch.Tensor, Metrics]:
+    """KTO (Ethayarajh et al., 2024, eq. 8): unpaired feedback, a prospect-theory value around a
+    reference point z₀ (an estimate of KL(π‖π_ref), treated as a constant):
+
+        r = log π(y) − log π_ref(y)
+        v = λ_D σ(β (r − z₀)) if y is desirable,  λ_U σ(β (z₀ − r)) otherwise
+        L = mean(λ_y − v)
+
+    policy_logps, ref_logps (B,) summed log-probs; desirable (B,) bool; reference_point z₀
+    (TRL: the clamped-at-0 mean log-ratio on mismatched prompt/response pairs)."""
+    r = policy_logps.float() - ref_logps.float().detach()
+    z0 = torch.as_tensor(reference_point, dtype=r.dtype, device=r.device).detach()
+    desirable = desirable.bool()
+    value = torch.where(desirable, lambda_d * torch.sigmoid(beta * (r - z0)),
+                        lambda_u * torch.sigmoid(beta * (z0 - r)))
+    lam = torch.where(desirable, torch.full_like(r, lambda_d), torch.full_like(r, lambda_u))
+    loss = (lam - value).mean()
+    rewards = (beta * r).detach()
+    nan = torch.tensor(float("nan"))
+    return loss, {"desirable_reward": rewards[desirable].mean() if desirable.any() else nan,
+                  "undesirable_reward": rewards[~desirable].mean() if (~desirable).any() else nan,
+                  "reference_point": z0}
