@@ -1,0 +1,130 @@
+"""DPO and its family, trained with `alignlab.train` on the world's preference pairs.
+
+    pairs = preference_pairs(rank_groups(groups, Labeler()))      # (prompt, chosen, rejected)
+    ref_logps = reference_logps(ref, tok, pairs)                   # once, before training
+    history = train_preferences(policy, tok, pairs, ref_logps, config, method="dpo", beta=0.1)
+
+A batch holds B pairs as 2B right-padded dialogs, chosen rows first (TRL's layout); each row's
+sequence log-prob sums log π over its response tokens and the closing eos (`mask`). The
+reference model is run once over all pairs (Rafailov et al. precompute it too), so training
+holds one model. Methods: "dpo", "hinge", "ipo" (`losses.dpo_loss`), "simpo", "orpo".
+"""
+from __future__ import annotations
+
+from itertools import chain
+from typing import Callable
+
+import torch
+
+from . import losses
+from .models import encode_dialog, right_pad
+from .reward import Group
+from .train import Batch, BatchFn, TrainConfig, _rows, train
+
+Pair = tuple[str, str, str]  # (prompt, chosen, rejected)
+
+
+def preference_pairs(groups: list[Group]) -> list[Pair]:
+    """Every (winner, loser) pair of each ranked group, as text."""
+    return [(g.prompt, g.responses[w], g.responses[l]) for g in groups for w, l in g.pairs()]
+
+
+def pair_batch(tokenizer, pairs: list[Pair]) -> Batch:
+    """B pairs → input_ids, attention_mask, labels, mask (2B, T): chosen rows, then rejected;
+    `mask` marks response tokens (targets) only; `count` () = B."""
+    encoded = [encode_dialog(tokenizer, p, y) for p, y in chain(((p, c) for p, c, _ in pairs),
+                                                                ((p, r) for p, _, r in pairs))]
+    x, attn = right_pad([ids for ids, _ in encoded], tokenizer.pad_token_id)  # (2B, T + 1)
+    m = attn.clone()
+    for b, (_, n_prompt) in enumerate(encoded):
+        m[b, :n_prompt] = 0
+    return {"input_ids": x[:, :-1], "attention_mask": attn[:, :-1], "labels": x[:, 1:], "mask": m[:, 1:],
+            "count": torch.tensor(float(len(pairs)))}
+
+
+def sequence_logps(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed, per-token mean) log π of each row's response → both (2B,)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    lp = losses.token_logprobs(logits, batch["labels"]) * batch["mask"]  # (2B, T)
+    n = batch["mask"].sum(-1).clamp(min=1)
+    return lp.sum(-1), lp.sum(-1) / n
+
+
+@torch.no_grad()
+def reference_logps(ref, tokenizer, pairs: list[Pair], batch_size: int = 64) -> torch.Tensor:
+    """(N, 4): summed and mean log π_ref of chosen and rejected — [sum_c, sum_r, mean_c, mean_r]."""
+    out = []
+    for s in range(0, len(pairs), batch_size):
+        batch = {k: v.to(ref.device) for k, v in pair_batch(tokenizer, pairs[s:s + batch_size]).items()}
+        total, mean = sequence_logps(ref, batch)
+        out.append(torch.stack([*total.chunk(2), *mean.chunk(2)], 1).float().cpu())
+    return torch.cat(out)
+
+
+def pair_batches(tokenizer, pairs: list[Pair], ref: torch.Tensor, batch_size: int, seed: int = 0) -> BatchFn:
+    """Micro-batch i of `batch_size` pairs (a fresh shuffle each epoch) with their reference log-probs."""
+    def batch_fn(i: int) -> Batch:
+        idx = _rows(i, batch_size, len(pairs), seed)
+        return pair_batch(tokenizer, [pairs[j] for j in idx.tolist()]) | {"ref": ref[idx]}
+    return batch_fn
+
+
+def _dpo(loss_type: str, beta: float, average: bool = False):
+    def fn(model, batch, n_pairs):
+        total, mean = sequence_logps(model, batch)
+        lp, ref = (mean, batch["ref"][:, 2:]) if average else (total, batch["ref"][:, :2])
+        c, r = lp.chunk(2)
+        loss, m = losses.dpo_loss(c, r, ref[:, 0], ref[:, 1], beta, loss_type)
+        return loss * batch["count"] / n_pairs, m
+    return fn
+
+
+def _simpo(beta: float, gamma: float):
+    def fn(model, batch, n_pairs):
+        c, r = sequence_logps(model, batch)[1].chunk(2)
+        loss, m = losses.simpo_loss(c, r, beta, gamma)
+        return loss * batch["count"] / n_pairs, m
+    return fn
+
+
+def _orpo(lam: float):
+    def fn(model, batch, n_pairs):
+        total, mean = sequence_logps(model, batch)
+        B = len(total) // 2
+        nll = -total[:B].sum() / batch["mask"][:B].sum()  # SFT loss on the chosen tokens
+        c, r = mean.chunk(2)
+        loss, m = losses.orpo_loss(c, r, nll, lam)
+        return loss * batch["count"] / n_pairs, m
+    return fn
+
+
+METHODS: dict[str, Callable[..., Callable]] = {
+    "dpo": lambda beta, **_: _dpo("sigmoid", beta),
+    "hinge": lambda beta, **_: _dpo("hinge", beta),
+    "ipo": lambda beta, **_: _dpo("ipo", beta, average=True),  # length-averaged, as IPO's authors and TRL
+    "simpo": lambda beta, gamma=1.0, **_: _simpo(beta, gamma),
+    "orpo": lambda beta, **_: _orpo(beta),  # β plays ORPO's λ
+}
+
+
+def train_preferences(policy, tokenizer, pairs: list[Pair], ref_logps: torch.Tensor, config: TrainConfig,
+                      method: str = "dpo", beta: float = 0.1, batch_size: int = 16, **kw) -> list[dict]:
+    """Train `policy` in place with one of METHODS; returns the history (loss, implicit rewards…)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, not {method!r}")
+    return train(policy, pair_batches(tokenizer, pairs, ref_logps, batch_size, config.seed),
+                 METHODS[method](beta=beta, **kw), config)
+
+
+def trl_dpo_trainer(policy, ref, tokenizer, pairs: list[Pair], output_dir, **config):
+    """TRL's `DPOTrainer` on the same pairs (prompt with the chat template applied; TRL appends
+    eos to each completion). `config` overrides `DPOConfig` fields (beta, loss_type, …)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from .world import chat_prompt
+    ds = Dataset.from_list([{"prompt": chat_prompt(p), "chosen": c, "rejected": r} for p, c, r in pairs])
+    args = DPOConfig(output_dir=str(output_dir), report_to=[], save_strategy="no", disable_tqdm=True,
+                     use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False,
+                     **{"per_device_train_batch_size": 16, "max_steps": 10, "bf16": torch.cuda.is_available(), **config})
+    return DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=ds, processing_class=tokenizer)

@@ -1,0 +1,79 @@
+"""The DPO trainer: batches, reference log-probs, agreement with TRL's DPOTrainer, and training."""
+from __future__ import annotations
+
+import copy
+import math
+import random
+
+import pytest
+import torch
+
+from alignlab import dpo, models, world
+from alignlab.reward import Group, rank_groups
+from alignlab.train import TrainConfig
+
+from conftest import TINY
+
+
+def _pairs(n=6, seed=0):
+    rng, groups = random.Random(seed), []
+    for p in world.preference_prompts(n, seed=seed):
+        resp = list(dict.fromkeys(world.sample_response(p, rng)[1] for _ in range(4)))
+        if len(resp) >= 2:
+            groups.append(Group(p, resp))
+    return dpo.preference_pairs(rank_groups(groups, world.Labeler(seed=seed)))
+
+
+@pytest.fixture
+def pol_ref(tok, tmp_path):
+    ref = models.build_model(TINY, tok, seed=0).eval()
+    policy = models.build_model(TINY, tok, seed=1).eval()  # differs from ref: non-trivial log-ratios
+    models.save(policy, tok, tmp_path / "policy")
+    return policy, ref
+
+
+def test_pair_batch_masks_responses_only(tok):
+    pairs = _pairs(3)[:2]
+    b = dpo.pair_batch(tok, pairs)
+    assert b["input_ids"].shape[0] == 4 and b["count"].item() == 2
+    for row, (p, y) in enumerate([(p, c) for p, c, _ in pairs] + [(p, r) for p, _, r in pairs]):
+        ids, n_prompt = models.encode_dialog(tok, p, y)
+        assert b["mask"][row].sum().item() == len(ids) - n_prompt  # response tokens + eos
+
+
+@pytest.mark.parametrize("loss_type, method", [("sigmoid", "dpo"), ("hinge", "hinge"), ("ipo", "ipo")])
+def test_first_step_loss_equals_trls_dpo_trainer(pol_ref, tok, tmp_path, loss_type, method):
+    policy, ref = pol_ref
+    pairs = _pairs(4)[:6]
+    trainer = dpo.trl_dpo_trainer(policy, ref, tok, pairs, tmp_path / "trl", beta=0.3, loss_type=loss_type)
+    examples = [trainer.train_dataset[i] for i in range(len(pairs))]
+    with torch.no_grad():
+        trl_loss = trainer.compute_loss(trainer.model, trainer.data_collator(examples))
+        ref_lp = dpo.reference_logps(ref, tok, pairs)
+        batch = dpo.pair_batch(tok, pairs) | {"ref": ref_lp}
+        ours, _ = dpo.METHODS[method](beta=0.3)(policy, batch, batch["count"])
+    assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-4)
+
+
+def test_training_raises_the_margin_and_keeps_ref_fixed(tok):
+    policy = models.build_model(TINY, tok, seed=0)
+    ref = copy.deepcopy(policy).eval()
+    pairs = _pairs(20)
+    ref_lp = dpo.reference_logps(ref, tok, pairs)
+    history = dpo.train_preferences(policy, tok, pairs, ref_lp, TrainConfig(steps=30, lr=3e-3, progress=False, log_every=1),
+                                    method="dpo", beta=0.5, batch_size=8)
+    assert history[0]["loss"] == pytest.approx(math.log(2), abs=0.05)  # policy = ref at the start
+    assert history[-1]["loss"] < history[0]["loss"] - 0.05 and history[-1]["margin"] > 0
+    assert torch.allclose(dpo.reference_logps(ref, tok, pairs), ref_lp)
+
+
+@pytest.mark.parametrize("method", ["simpo", "orpo", "ipo", "hinge"])
+def test_every_method_trains(tok, method):
+    policy = models.build_model(TINY, tok, seed=0)
+    pairs = _pairs(8)
+    ref_lp = dpo.reference_logps(copy.deepcopy(policy).eval(), tok, pairs)
+    h = dpo.train_preferences(policy, tok, pairs, ref_lp, TrainConfig(steps=4, lr=1e-3, progress=False, log_every=1),
+                              method=method, beta=0.5, batch_size=4)
+    assert all(math.isfinite(r["loss"]) for r in h)
+    with pytest.raises(ValueError, match="method must be one of"):
+        dpo.train_preferences(policy, tok, pairs, ref_lp, TrainConfig(steps=1), method="dpop")
