@@ -63,6 +63,10 @@ class Profile:
     ppo_betas: tuple[float, ...] = field(default=(0.02, 0.2), metadata={"help": "Fixed-β sweep of chapter 3."})
     ppo_sweep_steps: int = field(default=40, metadata={"help": "PPO iterations of each β-sweep run."})
     ppo_eval_every: int = field(default=10, metadata={"help": "Held-out gold evaluation every this many iterations."})
+    dpo_steps: int = field(default=150, metadata={"help": "Optimizer steps of each chapter-4 preference run."})
+    dpo_batch: int = field(default=16, metadata={"help": "Preference pairs per step."})
+    dpo_lr: float = field(default=1e-4, metadata={"help": "Learning rate of DPO and its family."})
+    dpo_betas: tuple[float, ...] = field(default=(0.03, 0.1, 0.3), metadata={"help": "DPO's β sweep (the frontier)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
     gen_batch: int = field(default=256, metadata={"help": "Sequences per generation batch."})
 
@@ -82,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         rm_prompts=150, rm_k=4, rm_eval_prompts=40, rm_epochs=2, rm_batch=8, rm_lr=1e-3,
         rm_curve=(50, 300), rm_curve_seeds=2,
         ppo_steps=4, ppo_batch=16, ppo_minibatch=8, ppo_lr=1e-4, ppo_beta=0.05, ppo_target_kl=1.0,
-        ppo_betas=(0.02, 0.2), ppo_sweep_steps=3,
+        ppo_betas=(0.02, 0.2), ppo_sweep_steps=3, dpo_steps=6, dpo_batch=8, dpo_lr=1e-4, dpo_betas=(0.1, 0.3),
         ppo_eval_every=2,
         max_new_tokens=64, gen_batch=128,
     ),
@@ -96,7 +100,8 @@ PROFILES: dict[str, Profile] = {
         rm_prompts=600, rm_k=8, rm_eval_prompts=200, rm_epochs=2, rm_batch=8, rm_lr=1e-3,
         rm_curve=(100, 300, 1000, 4000), rm_curve_seeds=2,
         ppo_steps=60, ppo_batch=64, ppo_minibatch=16, ppo_lr=1e-4, ppo_beta=0.05, ppo_target_kl=2.0,
-        ppo_betas=(0.02, 0.2), ppo_sweep_steps=40,
+        ppo_betas=(0.02, 0.2), ppo_sweep_steps=40, dpo_steps=150, dpo_batch=16, dpo_lr=1e-4,
+        dpo_betas=(0.03, 0.1, 0.3),
         ppo_eval_every=10,
         max_new_tokens=64, gen_batch=256,
     ),
@@ -110,7 +115,8 @@ PROFILES: dict[str, Profile] = {
         rm_prompts=2000, rm_k=8, rm_eval_prompts=500, rm_epochs=1, rm_batch=16, rm_lr=1e-4,
         rm_curve=(100, 300, 1000, 3000, 10000), rm_curve_seeds=3,
         ppo_steps=200, ppo_batch=256, ppo_minibatch=64, ppo_lr=3e-5, ppo_beta=0.05, ppo_target_kl=4.0,
-        ppo_betas=(0.01, 0.05, 0.2), ppo_sweep_steps=100,
+        ppo_betas=(0.01, 0.05, 0.2), ppo_sweep_steps=100, dpo_steps=600, dpo_batch=32, dpo_lr=3e-5,
+        dpo_betas=(0.03, 0.1, 0.3),
         ppo_eval_every=20,
         max_new_tokens=64, gen_batch=512,
     ),

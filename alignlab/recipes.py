@@ -185,3 +185,58 @@ def _register_beta_sweep() -> None:
 
 
 _register_beta_sweep()
+
+
+DPO_FIELDS = ("dpo_steps", "dpo_batch", "dpo_lr", "eval_prompts_per_family", "eval_samples_per_prompt",
+              "max_new_tokens", "gen_batch")
+FAMILY = {"ipo": {"beta": 0.1}, "simpo": {"beta": 2.0, "gamma": 1.0}, "orpo": {"beta": 0.1}}
+"""Chapter 4's family runs and their hyperparameters (β is IPO's τ and ORPO's λ)."""
+
+
+def policy_report(policy, ref, tok, profile: Profile) -> dict:
+    """Held-out gold (mean, se, paired gain over the SFT model with common random numbers) and
+    KL to `ref` (the SFT model), with the book's evaluation protocol."""
+    prof = profile._profile if hasattr(profile, "_profile") else profile
+    res, base = evaluate.gold_eval(policy, tok, profile=prof), evaluate.evaluate_entry("sft", prof)
+    gain, gain_se = evaluate.paired_difference(res, base)
+    kl, kl_se = evaluate.kl_to_ref(policy, ref, tok, profile=prof)
+    return {"gold": res.mean, "gold_se": res.se, "gain": gain, "gain_se": gain_se, "kl": kl, "kl_se": kl_se,
+            "by_family": res.by_family()}
+
+
+def _build_preference(name: str, method: str, out: Path, profile: Profile, deps: dict[str, Entry], **kw) -> dict:
+    """A chapter-4 run from the SFT model on the typical labeler's rankings of rm_data."""
+    from . import dpo
+    (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
+    pairs = dpo.preference_pairs(reward.rank_groups(reward.load_groups(deps["rm_data"].path)["train"],
+                                                    world.Labeler(seed=0)))
+    ref_lp = dpo.reference_logps(ref, tok, pairs)
+    config = train.TrainConfig(steps=profile.dpo_steps, lr=profile.dpo_lr, warmup_steps=max(1, profile.dpo_steps // 10),
+                               desc=f"{name} ({profile.name})", checkpoint_every=max(1, profile.dpo_steps // 3),
+                               checkpoint_dir=str(partial_dir(name, profile)), log_every=5)
+    history = dpo.train_preferences(policy, tok, pairs, ref_lp, config, method=method,
+                                    batch_size=profile.dpo_batch, **kw)
+    models.save(policy, tok, out)
+    shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
+    return {"history": history, "method": method, "hyper": kw, "pairs": len(pairs),
+            "report": policy_report(policy, ref, tok, profile)}
+
+
+def dpo_beta_name(beta: float) -> str:
+    """Zoo name of chapter 4's DPO run with this β."""
+    return f"dpo_beta{beta:g}"
+
+
+def _register_preference_runs() -> None:
+    from .profiles import PROFILES
+    for beta in sorted({b for p in PROFILES.values() for b in p.dpo_betas}):
+        register(dpo_beta_name(beta), deps=("sft", "rm_data"), version="1", fields=DPO_FIELDS,
+                 why=f"DPO with β = {beta:g}", used_by=lambda p, beta=beta: beta in p.dpo_betas)(
+            lambda out, profile, deps, beta=beta: _build_preference(dpo_beta_name(beta), "dpo", out, profile,
+                                                                    deps, beta=beta))
+    for method, kw in FAMILY.items():
+        register(method, deps=("sft", "rm_data"), version="1", fields=DPO_FIELDS, why=f"{method.upper()} (chapter 4)")(
+            lambda out, profile, deps, method=method, kw=kw: _build_preference(method, method, out, profile, deps, **kw))
+
+
+_register_preference_runs()

@@ -77,3 +77,13 @@ def test_every_method_trains(tok, method):
     assert all(math.isfinite(r["loss"]) for r in h)
     with pytest.raises(ValueError, match="method must be one of"):
         dpo.train_preferences(policy, tok, pairs, ref_lp, TrainConfig(steps=1), method="dpop")
+
+
+def test_zoo_dpo_entries_report_gold_and_kl(alignlab_home, tiny_profile):
+    from alignlab import recipes, zoo
+    prof = tiny_profile.replace(dpo_steps=2, dpo_batch=4)
+    entry = zoo.get(recipes.dpo_beta_name(prof.dpo_betas[0]), prof)
+    rep = entry.meta["report"]
+    assert entry.meta["method"] == "dpo" and math.isfinite(rep["gain"]) and math.isfinite(rep["kl"])
+    assert zoo.get("simpo", prof).meta["hyper"] == {"beta": 2.0, "gamma": 1.0}
+    assert {"ipo", "simpo", "orpo"} <= set(zoo.names(prof))
