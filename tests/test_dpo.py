@@ -87,3 +87,34 @@ def test_zoo_dpo_entries_report_gold_and_kl(alignlab_home, tiny_profile):
     assert entry.meta["method"] == "dpo" and math.isfinite(rep["gain"]) and math.isfinite(rep["kl"])
     assert zoo.get("simpo", prof).meta["hyper"] == {"beta": 2.0, "gamma": 1.0}
     assert {"ipo", "simpo", "orpo"} <= set(zoo.names(prof))
+
+
+def _completion_logps(model, ids, attn, completion_mask):
+    from alignlab import losses
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+    return (losses.token_logprobs(logits, ids[:, 1:]) * completion_mask[:, 1:]).sum(-1)
+
+
+def test_kto_loss_equals_trls_kto_trainer(pol_ref, tok, tmp_path):
+    """KTO's reference point z₀ is TRL's: the batch mean of log π − log π_ref on mismatched
+    (prompt, completion) pairs its collator builds, clamped at 0; given it, the losses agree."""
+    from datasets import Dataset
+    from trl import KTOConfig, KTOTrainer
+
+    from alignlab import losses
+    policy, ref = pol_ref
+    pairs = _pairs(6)[:4]
+    rows = [{"prompt": world.chat_prompt(p), "completion": c, "label": True} for p, c, _ in pairs]
+    rows += [{"prompt": world.chat_prompt(p), "completion": r, "label": False} for p, _, r in pairs]
+    args = KTOConfig(output_dir=str(tmp_path / "kto"), report_to=[], use_cpu=True, per_device_train_batch_size=8,
+                     beta=0.3, max_steps=1, gradient_checkpointing=False, disable_tqdm=True)
+    trainer = KTOTrainer(model=policy, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=tok)
+    b = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    with torch.no_grad():
+        trl_loss = trainer.compute_loss(trainer.model, b)
+        lp = [_completion_logps(m, b[f"{k}input_ids"], b[f"{k}attention_mask"], b[f"{k}completion_mask"])
+              for k in ("", "KL_") for m in (policy, ref)]
+        z0 = (lp[2] - lp[3]).mean().clamp(min=0)
+        ours, _ = losses.kto_loss(lp[0], lp[1], b["label"], z0, beta=0.3)
+    assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-5)
