@@ -7,7 +7,12 @@
 A batch holds B pairs as 2B right-padded dialogs, chosen rows first (TRL's layout); each row's
 sequence log-prob sums log π over its response tokens and the closing eos (`mask`). The
 reference model is run once over all pairs (Rafailov et al. precompute it too), so training
-holds one model. Methods: "dpo", "hinge", "ipo" (`losses.dpo_loss`), "simpo", "orpo".
+holds one model. Methods: "dpo", "hinge", "ipo" (`losses.dpo_loss`), "simpo", "orpo", "kto".
+
+Conventions that differ from a paper, as TRL does them (tests check the losses equal TRL's):
+IPO's log-ratios are per-token means (the IPO authors' own code, and TRL); KTO's reference point
+z₀ is the batch's clamped mean log-ratio on mismatched (prompt, response) pairs, not a separate
+dataset, and paired data is made unpaired (chosen desirable, rejected undesirable).
 """
 from __future__ import annotations
 
@@ -50,29 +55,42 @@ def sequence_logps(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return lp.sum(-1), lp.sum(-1) / n
 
 
+def mismatched(pairs: list[Pair]) -> list[Pair]:
+    """Pair j's prompt with pair j+1's responses (cyclically): KTO's reference point is the
+    policy/reference log-ratio on such unrelated (prompt, response) pairs (Ethayarajh et al., §4.1)."""
+    return [(p, c, r) for (p, _, _), (_, c, r) in zip(pairs, pairs[1:] + pairs[:1])]
+
+
 @torch.no_grad()
 def reference_logps(ref, tokenizer, pairs: list[Pair], batch_size: int = 64) -> torch.Tensor:
-    """(N, 4): summed and mean log π_ref of chosen and rejected — [sum_c, sum_r, mean_c, mean_r]."""
+    """(N, 6) log π_ref: [sum_c, sum_r, mean_c, mean_r] of each pair, then the summed log-probs of
+    its `mismatched` chosen and rejected (for KTO)."""
     out = []
     for s in range(0, len(pairs), batch_size):
-        batch = {k: v.to(ref.device) for k, v in pair_batch(tokenizer, pairs[s:s + batch_size]).items()}
-        total, mean = sequence_logps(ref, batch)
-        out.append(torch.stack([*total.chunk(2), *mean.chunk(2)], 1).float().cpu())
+        cols = []
+        for chunk in (pairs[s:s + batch_size], mismatched(pairs)[s:s + batch_size]):
+            batch = {k: v.to(ref.device) for k, v in pair_batch(tokenizer, chunk).items()}
+            total, mean = sequence_logps(ref, batch)
+            cols += [*total.chunk(2), *mean.chunk(2)]
+        out.append(torch.stack(cols[:4] + cols[4:6], 1).float().cpu())
     return torch.cat(out)
 
 
 def pair_batches(tokenizer, pairs: list[Pair], ref: torch.Tensor, batch_size: int, seed: int = 0) -> BatchFn:
     """Micro-batch i of `batch_size` pairs (a fresh shuffle each epoch) with their reference log-probs."""
+    off = mismatched(pairs)
+
     def batch_fn(i: int) -> Batch:
-        idx = _rows(i, batch_size, len(pairs), seed)
-        return pair_batch(tokenizer, [pairs[j] for j in idx.tolist()]) | {"ref": ref[idx]}
+        idx = _rows(i, batch_size, len(pairs), seed).tolist()
+        kl = {f"kl_{k}": v for k, v in pair_batch(tokenizer, [off[j] for j in idx]).items() if k != "count"}
+        return pair_batch(tokenizer, [pairs[j] for j in idx]) | kl | {"ref": ref[idx]}
     return batch_fn
 
 
 def _dpo(loss_type: str, beta: float, average: bool = False):
     def fn(model, batch, n_pairs):
         total, mean = sequence_logps(model, batch)
-        lp, ref = (mean, batch["ref"][:, 2:]) if average else (total, batch["ref"][:, :2])
+        lp, ref = (mean, batch["ref"][:, 2:4]) if average else (total, batch["ref"][:, :2])
         c, r = lp.chunk(2)
         loss, m = losses.dpo_loss(c, r, ref[:, 0], ref[:, 1], beta, loss_type)
         return loss * batch["count"] / n_pairs, m
@@ -98,12 +116,27 @@ def _orpo(lam: float):
     return fn
 
 
+def _kto(beta: float):
+    """KTO on paired data made unpaired: chosen responses are desirable, rejected undesirable."""
+    def fn(model, batch, n_pairs):
+        total, _ = sequence_logps(model, batch)  # (2B,) chosen rows, then rejected
+        with torch.no_grad():  # z₀: the batch's log-ratio on mismatched pairs, clamped at 0 (as TRL)
+            kl_total, _ = sequence_logps(model, {k[3:]: v for k, v in batch.items() if k.startswith("kl_")})
+            z0 = (kl_total - batch["ref"][:, 4:6].T.reshape(-1)).mean().clamp(min=0)
+        B = len(total) // 2
+        desirable = torch.arange(2 * B, device=total.device) < B
+        loss, m = losses.kto_loss(total, batch["ref"][:, :2].T.reshape(-1), desirable, z0, beta)
+        return loss * batch["count"] / n_pairs, m
+    return fn
+
+
 METHODS: dict[str, Callable[..., Callable]] = {
     "dpo": lambda beta, **_: _dpo("sigmoid", beta),
     "hinge": lambda beta, **_: _dpo("hinge", beta),
     "ipo": lambda beta, **_: _dpo("ipo", beta, average=True),  # length-averaged, as IPO's authors and TRL
     "simpo": lambda beta, gamma=1.0, **_: _simpo(beta, gamma),
     "orpo": lambda beta, **_: _orpo(beta),  # β plays ORPO's λ
+    "kto": lambda beta, **_: _kto(beta),
 }
 
 

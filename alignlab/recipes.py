@@ -189,7 +189,7 @@ _register_beta_sweep()
 
 DPO_FIELDS = ("dpo_steps", "dpo_batch", "dpo_lr", "eval_prompts_per_family", "eval_samples_per_prompt",
               "max_new_tokens", "gen_batch")
-FAMILY = {"ipo": {"beta": 0.1}, "simpo": {"beta": 2.0, "gamma": 1.0}, "orpo": {"beta": 0.1}}
+FAMILY = {"ipo": {"beta": 0.1}, "simpo": {"beta": 2.0, "gamma": 1.0}, "orpo": {"beta": 0.1}, "kto": {"beta": 0.1}}
 """Chapter 4's family runs and their hyperparameters (β is IPO's τ and ORPO's λ)."""
 
 

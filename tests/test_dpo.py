@@ -67,7 +67,7 @@ def test_training_raises_the_margin_and_keeps_ref_fixed(tok):
     assert torch.allclose(dpo.reference_logps(ref, tok, pairs), ref_lp)
 
 
-@pytest.mark.parametrize("method", ["simpo", "orpo", "ipo", "hinge"])
+@pytest.mark.parametrize("method", ["simpo", "orpo", "ipo", "hinge", "kto"])
 def test_every_method_trains(tok, method):
     policy = models.build_model(TINY, tok, seed=0)
     pairs = _pairs(8)
@@ -86,7 +86,7 @@ def test_zoo_dpo_entries_report_gold_and_kl(alignlab_home, tiny_profile):
     rep = entry.meta["report"]
     assert entry.meta["method"] == "dpo" and math.isfinite(rep["gain"]) and math.isfinite(rep["kl"])
     assert zoo.get("simpo", prof).meta["hyper"] == {"beta": 2.0, "gamma": 1.0}
-    assert {"ipo", "simpo", "orpo"} <= set(zoo.names(prof))
+    assert {"ipo", "simpo", "orpo", "kto"} <= set(zoo.names(prof))
 
 
 def _completion_logps(model, ids, attn, completion_mask):
@@ -118,3 +118,17 @@ def test_kto_loss_equals_trls_kto_trainer(pol_ref, tok, tmp_path):
         z0 = (lp[2] - lp[3]).mean().clamp(min=0)
         ours, _ = losses.kto_loss(lp[0], lp[1], b["label"], z0, beta=0.3)
     assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-5)
+
+
+def test_kto_trainer_uses_mismatched_pairs_for_its_reference_point(tok):
+    pairs = _pairs(6)
+    off = dpo.mismatched(pairs)
+    assert [p for p, _, _ in off] == [p for p, _, _ in pairs]
+    assert [c for _, c, _ in off] == [c for _, c, _ in pairs[1:] + pairs[:1]]
+    model = models.build_model(TINY, tok, seed=0).eval()
+    ref_lp = dpo.reference_logps(model, tok, pairs)
+    batch = dpo.pair_batches(tok, pairs, ref_lp, 4)(0)
+    with torch.no_grad():
+        loss, m = dpo.METHODS["kto"](beta=0.1)(model, batch, batch["count"])
+    assert m["reference_point"].item() == pytest.approx(0.0, abs=1e-5)  # policy = reference: z₀ = 0
+    assert loss.item() == pytest.approx(0.5, abs=1e-5)  # and every value is σ(0) = ½
