@@ -132,3 +132,25 @@ def test_kto_trainer_uses_mismatched_pairs_for_its_reference_point(tok):
         loss, m = dpo.METHODS["kto"](beta=0.1)(model, batch, batch["count"])
     assert m["reference_point"].item() == pytest.approx(0.0, abs=1e-5)  # policy = reference: z₀ = 0
     assert loss.item() == pytest.approx(0.5, abs=1e-5)  # and every value is σ(0) = ½
+
+
+def test_first_step_equals_a_hand_computed_update(tok):
+    """One step of `train_preferences` = Adam's first step written out by hand on the DPO loss's
+    gradient: m̂ = g, v̂ = g², θ ← θ − η g / (√v̂ + ε) (no decay, no clipping, warm-up of one step)."""
+    from alignlab import losses
+    policy = models.build_model(TINY, tok, seed=1)
+    ref = models.build_model(TINY, tok, seed=0).eval()
+    pairs = _pairs(6)[:4]
+    ref_lp = dpo.reference_logps(ref, tok, pairs)
+    batch = dpo.pair_batches(tok, pairs, ref_lp, len(pairs))(0)  # the trainer's own first batch
+    hand = copy.deepcopy(policy).train()
+    c, r = dpo.sequence_logps(hand, batch)[0].chunk(2)
+    losses.dpo_loss(c, r, batch["ref"][:, 0], batch["ref"][:, 1], beta=0.2)[0].backward()
+    lr = 1e-3
+    with torch.no_grad():
+        for p in {id(p): p for p in hand.parameters()}.values():
+            p -= lr * p.grad / (p.grad.abs() + 1e-8)
+    config = TrainConfig(steps=1, lr=lr, warmup_steps=1, weight_decay=0.0, max_grad_norm=None, progress=False)
+    dpo.train_preferences(policy, tok, pairs, ref_lp, config, method="dpo", beta=0.2, batch_size=len(pairs))
+    for a, b in zip(hand.parameters(), policy.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
