@@ -75,6 +75,7 @@ book-outputs: $(STAMP)
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python bench/train_throughput.py
 	OMP_NUM_THREADS=1 $(BIN)/python bench/rollout.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/dpo.py
 
 # Removes the environment and build artefacts; never a cache (ALIGNLAB_HOME, ./.alignlab).
 clean:

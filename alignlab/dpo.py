@@ -62,17 +62,21 @@ def mismatched(pairs: list[Pair]) -> list[Pair]:
 
 
 @torch.no_grad()
-def reference_logps(ref, tokenizer, pairs: list[Pair], batch_size: int = 64) -> torch.Tensor:
+def reference_logps(ref, tokenizer, pairs: list[Pair], batch_size: int = 64,
+                    with_mismatched: bool = True) -> torch.Tensor:
     """(N, 6) log π_ref: [sum_c, sum_r, mean_c, mean_r] of each pair, then the summed log-probs of
-    its `mismatched` chosen and rejected (for KTO)."""
+    its `mismatched` chosen and rejected (for KTO; NaN when `with_mismatched` is False)."""
     out = []
     for s in range(0, len(pairs), batch_size):
         cols = []
-        for chunk in (pairs[s:s + batch_size], mismatched(pairs)[s:s + batch_size]):
+        for chunk in (pairs[s:s + batch_size], mismatched(pairs)[s:s + batch_size] if with_mismatched else None):
+            if chunk is None:
+                cols += [torch.full((len(cols[0]),), float("nan"))] * 2
+                continue
             batch = {k: v.to(ref.device) for k, v in pair_batch(tokenizer, chunk).items()}
             total, mean = sequence_logps(ref, batch)
-            cols += [*total.chunk(2), *mean.chunk(2)]
-        out.append(torch.stack(cols[:4] + cols[4:6], 1).float().cpu())
+            cols += [*total.float().cpu().chunk(2), *mean.float().cpu().chunk(2)]
+        out.append(torch.stack(cols[:4] + cols[4:6], 1))
     return torch.cat(out)
 
 

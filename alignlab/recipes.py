@@ -210,7 +210,12 @@ def _build_preference(name: str, method: str, out: Path, profile: Profile, deps:
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
     pairs = dpo.preference_pairs(reward.rank_groups(reward.load_groups(deps["rm_data"].path)["train"],
                                                     world.Labeler(seed=0)))
-    ref_lp = dpo.reference_logps(ref, tok, pairs)
+    # one pass over a random subset as large as the run uses: the reference pass costs as much
+    # as training, so it is spent only on pairs the run will see
+    n = min(len(pairs), profile.dpo_steps * profile.dpo_batch)
+    keep = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))[:n]
+    pairs = [pairs[i] for i in sorted(keep.tolist())]
+    ref_lp = dpo.reference_logps(ref, tok, pairs, with_mismatched=method == "kto")
     config = train.TrainConfig(steps=profile.dpo_steps, lr=profile.dpo_lr, warmup_steps=max(1, profile.dpo_steps // 10),
                                desc=f"{name} ({profile.name})", checkpoint_every=max(1, profile.dpo_steps // 3),
                                checkpoint_dir=str(partial_dir(name, profile)), log_every=5)
@@ -230,12 +235,12 @@ def dpo_beta_name(beta: float) -> str:
 def _register_preference_runs() -> None:
     from .profiles import PROFILES
     for beta in sorted({b for p in PROFILES.values() for b in p.dpo_betas}):
-        register(dpo_beta_name(beta), deps=("sft", "rm_data"), version="1", fields=DPO_FIELDS,
+        register(dpo_beta_name(beta), deps=("sft", "rm_data"), version="2", fields=DPO_FIELDS,
                  why=f"DPO with β = {beta:g}", used_by=lambda p, beta=beta: beta in p.dpo_betas)(
             lambda out, profile, deps, beta=beta: _build_preference(dpo_beta_name(beta), "dpo", out, profile,
                                                                     deps, beta=beta))
     for method, kw in FAMILY.items():
-        register(method, deps=("sft", "rm_data"), version="1", fields=DPO_FIELDS, why=f"{method.upper()} (chapter 4)")(
+        register(method, deps=("sft", "rm_data"), version="2", fields=DPO_FIELDS, why=f"{method.upper()} (chapter 4)")(
             lambda out, profile, deps, method=method, kw=kw: _build_preference(method, method, out, profile, deps, **kw))
 
 

@@ -10,3 +10,4 @@ python -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'
 python bench/rollout.py --profile gpu --batch 256 --new-tokens 64 | tee -a "$out/gpu.jsonl"
 python bench/rollout.py --profile gpu --batch 256 --new-tokens 64 --skip-rl --zoo | tee -a "$out/gpu.jsonl"
 python bench/train_throughput.py --profile gpu | tee -a "$out/gpu.jsonl"
+python bench/dpo.py --profile gpu | tee -a "$out/gpu.jsonl"

@@ -51,3 +51,16 @@ def test_rollout_bench_prints_one_json_line():
                 "ppo_completions_per_s", "grpo_completions_per_s", "generate_speedup", "rl_step_speedup"):
         assert row[key] > 0, key
     assert 0 < row["alignlab_new_tokens"] <= 16 * 8
+
+
+@pytest.mark.slow
+def test_dpo_bench_prints_one_json_line():
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "bench/dpo.py", "--profile", "ci", "--steps", "4", "--warmup", "1", "--batch", "4"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 1, out.stdout[-3000:]
+    row = json.loads(lines[0])
+    assert row["bench"] == "dpo" and row["batch_pairs"] == 4 and row["steps"] == 4
+    assert row["alignlab_pairs_per_s"] > 0 and row["trl_pairs_per_s"] > 0 and row["ratio"] > 0
