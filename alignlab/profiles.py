@@ -100,7 +100,7 @@ PROFILES: dict[str, Profile] = {
         rm_prompts=600, rm_k=8, rm_eval_prompts=200, rm_epochs=2, rm_batch=8, rm_lr=1e-3,
         rm_curve=(100, 300, 1000, 4000), rm_curve_seeds=2,
         ppo_steps=60, ppo_batch=64, ppo_minibatch=16, ppo_lr=1e-4, ppo_beta=0.05, ppo_target_kl=2.0,
-        ppo_betas=(0.02, 0.2), ppo_sweep_steps=40, dpo_steps=200, dpo_batch=16, dpo_lr=2e-4,
+        ppo_betas=(0.02, 0.2), ppo_sweep_steps=40, dpo_steps=150, dpo_batch=16, dpo_lr=1e-4,
         dpo_betas=(0.03, 0.1, 0.3),
         ppo_eval_every=10,
         max_new_tokens=64, gen_batch=256,
