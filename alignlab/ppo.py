@@ -51,12 +51,15 @@ class PPOConfig:
     gamma: float = field(default=1.0, metadata={"help": "Discount (1: the episode is one response)."})
     lam: float = field(default=0.95, metadata={"help": "GAE λ."})
     beta: float = field(default=0.02, metadata={"help": "KL coefficient (initial, if adaptive); InstructGPT: 0.02."})
-    target_kl: float | None = field(default=None, metadata={"help": "Sequence KL target (nats) of the adaptive controller; None = fixed β."})
-    kl_horizon: int = field(default=10_000, metadata={"help": "Adaptive controller's horizon in samples (Ziegler et al.)."})
+    target_kl: float | None = field(
+        default=None, metadata={"help": "Sequence KL target (nats) of the adaptive controller; None = fixed β."})
+    kl_horizon: int = field(
+        default=10_000, metadata={"help": "Adaptive controller's horizon in samples (Ziegler et al.)."})
     ptx_coef: float = field(default=0.0, metadata={"help": "PPO-ptx: weight of the pretraining loss (0 = off)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of rollouts."})
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
-    static_decode: bool = field(default=False, metadata={"help": "Sample with `static_decode` (CUDA graphs on a GPU; not yet the default: unmeasured on a GPU)."})
+    static_decode: bool = field(default=False, metadata={
+        "help": "Sample with `static_decode` (CUDA graphs on a GPU; not the default until measured on one)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
     whiten_advantages: bool = field(default=True, metadata={"help": "Normalise advantages over the batch."})
     seed: int = field(default=0, metadata={"help": "Seed of prompts, sampling and dropout."})
