@@ -154,3 +154,19 @@ def test_an_interrupted_run_resumes_to_the_same_weights(four, tok, tmp_path):
     assert [h["step"] for h in resumed] == [1, 2, 3]
     assert [h["score"] for h in resumed] == pytest.approx([h["score"] for h in full], abs=1e-6)
     assert resumed[-1]["beta"] == pytest.approx(full[-1]["beta"])
+
+
+def test_ppo_ptx_mixes_in_the_pretraining_loss(four, tok):
+    """PPO-ptx: with ptx_coef > 0 the update also lowers the LM loss on pretraining text."""
+    from alignlab import train
+    policy, ref, vm = four
+    rows = train.pack(tok, world.pretraining_corpus(60), 32)
+    ptx = train.packed_batches(rows, 4)
+    fixed = ptx(0)
+    with torch.no_grad():
+        before = train.lm_loss(policy, fixed, None)[0].item()
+    config = PPOConfig(**{**CONFIG, "steps": 3, "ptx_coef": 5.0, "lr": 3e-3})
+    ppo.train_ppo(policy, ref, vm, tok, PROMPTS, ppo.gold_reward_fn, config, ptx_fn=lambda step: fixed)
+    with torch.no_grad():
+        after = train.lm_loss(policy, fixed, None)[0].item()
+    assert after < before
