@@ -126,8 +126,7 @@ def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
     rm, _ = reward.load_reward_model(deps[rm_name].path)
     groups = reward.load_groups(deps["rm_data"].path)["train"][:100]
-    fn = ppo.rm_reward_fn(rm, tok, ([g.prompt for g in groups for _ in g.responses],
-                                    [y for g in groups for y in g.responses]))
+    fn = ppo.rm_reward_fn(rm, tok, reward.flatten(groups))
     held_out_prompts = world.eval_prompts(n=profile.eval_prompts_per_family * len(world.FAMILIES), seed=7)
 
     def held_out(pol) -> evaluate.EvalResult:  # one sample per prompt, the same seed every time

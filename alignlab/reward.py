@@ -45,6 +45,11 @@ class Group:
         return ranking_to_pairs(self.ranking)
 
 
+def flatten(groups: list[Group]) -> tuple[list[str], list[str]]:
+    """(prompts, responses): one entry per response of every group, a prompt repeated per response."""
+    return [g.prompt for g in groups for _ in g.responses], [y for g in groups for y in g.responses]
+
+
 def ranking_to_pairs(ranking: list[int]) -> list[tuple[int, int]]:
     """A ranking (best first) of K items → its C(K, 2) (winner, loser) pairs."""
     return [(ranking[i], ranking[j]) for i, j in combinations(range(len(ranking)), 2)]
@@ -155,15 +160,13 @@ def take_pairs(groups: list[Group], n: int, seed: int = 0) -> list[Group]:
 def group_batch(tokenizer, groups: list[Group]) -> Batch:
     """One batch element per group: all responses of the groups as rows, and the pairs as row
     indices. input_ids, attention_mask (N, T); chosen, rejected (P,) rows; count () = P."""
-    prompts, responses, chosen, rejected = [], [], [], []
+    chosen, rejected, base = [], [], 0
     for g in groups:
-        base = len(responses)
-        prompts += [g.prompt] * len(g.responses)
-        responses += g.responses
         for w, l in g.pairs():
             chosen.append(base + w)
             rejected.append(base + l)
-    ids, attn = encode_responses(tokenizer, prompts, responses)
+        base += len(g.responses)
+    ids, attn = encode_responses(tokenizer, *flatten(groups))
     return {"input_ids": ids, "attention_mask": attn, "chosen": torch.tensor(chosen),
             "rejected": torch.tensor(rejected), "count": torch.tensor(float(len(chosen)))}
 
@@ -260,10 +263,10 @@ def group_loss(rm, tokenizer, groups: list[Group], shift=None) -> tuple[float, f
     """(Bradley-Terry loss, accuracy) of `rm` on all pairs of ranked groups, optionally adding
     `shift(prompt)` to every reward of that prompt: only differences enter, so it changes nothing."""
     batch = group_batch(tokenizer, groups)
-    r = rewards(rm, tokenizer, [g.prompt for g in groups for _ in g.responses],
-                [y for g in groups for y in g.responses]).double()  # (N,)
+    prompts, responses = flatten(groups)
+    r = rewards(rm, tokenizer, prompts, responses).double()  # (N,)
     if shift is not None:
-        r = r + torch.tensor([float(shift(g.prompt)) for g in groups for _ in g.responses], dtype=torch.double)
+        r = r + torch.tensor([float(shift(x)) for x in prompts], dtype=torch.double)
     loss, m = bradley_terry_loss(r[batch["chosen"]], r[batch["rejected"]])
     return loss.item(), m["accuracy"].item()
 
@@ -294,8 +297,7 @@ def length_correlation(rm, tokenizer, groups: list[Group]) -> dict:
     length (words) and with the gold reward, within prompts (each centred on its prompt's mean,
     since a reward model's offset per prompt is arbitrary), plus the arrays for plotting."""
     from .world import gold_reward
-    prompts = [g.prompt for g in groups for _ in g.responses]
-    responses = [y for g in groups for y in g.responses]
+    prompts, responses = flatten(groups)
     r = rewards(rm, tokenizer, prompts, responses).numpy()
     words = np.array([len(y.split()) for y in responses], dtype=float)
     gold = np.array([gold_reward(x, y) for x, y in zip(prompts, responses)])

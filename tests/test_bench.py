@@ -1,4 +1,4 @@
-"""The throughput benchmark runs end to end and prints one JSON line. Nothing here asserts a time:
+"""The benchmarks run end to end and each prints one JSON line. Nothing here asserts a time:
 speed is read from bench/, on a known machine, never judged by a test."""
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ from alignlab import profiles
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_train_throughput_prints_one_json_line():
+def run_bench(script: str, *args: str) -> dict:
+    """Run a benchmark on the ci profile; it must exit 0 and print exactly one JSON line on stdout."""
     # One thread: under `pytest -n 2` another worker shares the two cores (see conftest.py).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "bench/train_throughput.py", "--profile", "ci", "--steps", "4", "--device", "cpu"]
+    cmd = [sys.executable, f"bench/{script}", "--profile", "ci", *args]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 1, out.stdout[-3000:]  # everything else goes to stderr
-    row = json.loads(lines[0])
+    return json.loads(lines[0])
+
+
+@pytest.mark.slow
+def test_train_throughput_prints_one_json_line():
+    row = run_bench("train_throughput.py", "--steps", "4", "--device", "cpu")
     ci = profiles.get_profile("ci")
     assert row["bench"] == "train_throughput" and row["profile"] == "ci"
     assert (row["steps"], row["seq_len"], row["batch"]) == (4, ci.model.max_length, ci.pretrain_batch)
@@ -38,14 +43,7 @@ def test_train_throughput_prints_one_json_line():
 
 @pytest.mark.slow
 def test_rollout_bench_prints_one_json_line():
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "bench/rollout.py", "--profile", "ci", "--batch", "16", "--new-tokens", "8",
-           "--steps", "1", "--warmup", "1"]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1, out.stdout[-3000:]
-    row = json.loads(lines[0])
+    row = run_bench("rollout.py", "--batch", "16", "--new-tokens", "8", "--steps", "1", "--warmup", "1")
     assert row["bench"] == "rollout" and row["batch"] == 16 and row["new_tokens"] == 8
     for key in ("alignlab_new_tokens_per_s", "alignlab_static_new_tokens_per_s", "hf_generate_new_tokens_per_s",
                 "ppo_completions_per_s", "grpo_completions_per_s", "generate_speedup", "rl_step_speedup"):
@@ -55,12 +53,6 @@ def test_rollout_bench_prints_one_json_line():
 
 @pytest.mark.slow
 def test_dpo_bench_prints_one_json_line():
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "bench/dpo.py", "--profile", "ci", "--steps", "4", "--warmup", "1", "--batch", "4"]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 1, out.stdout[-3000:]
-    row = json.loads(lines[0])
+    row = run_bench("dpo.py", "--steps", "4", "--warmup", "1", "--batch", "4")
     assert row["bench"] == "dpo" and row["batch_pairs"] == 4 and row["steps"] == 4
     assert row["alignlab_pairs_per_s"] > 0 and row["trl_pairs_per_s"] > 0 and row["ratio"] > 0

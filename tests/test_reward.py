@@ -92,8 +92,7 @@ def rm(tok, tiny_model, tmp_path):
 
 def test_reward_model_is_a_standard_hf_checkpoint(rm, tok, tmp_path):
     groups = _groups(3)
-    prompts = [g.prompt for g in groups for _ in g.responses]
-    responses = [r for g in groups for r in g.responses]
+    prompts, responses = reward.flatten(groups)
     ours = reward.rewards(rm, tok, prompts, responses, batch_size=4)
     rm.save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")
