@@ -1,0 +1,1 @@
+"""Chapter quizzes: question banks (data under ``banks/``) shown as ipywidgets, progress saved."""
