@@ -69,6 +69,16 @@ class PPOConfig:
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
 
+@dataclass(frozen=True)
+class Objectives:
+    """The pieces of PPO a caller may swap (a lab plugs in a student's own); defaults are
+    `alignlab.losses`', with the same signatures."""
+
+    kl_penalized_rewards: Callable = losses.kl_penalized_rewards
+    gae: Callable = losses.gae
+    ppo_clip_loss: Callable = losses.ppo_clip_loss
+
+
 def value_model_from(path, device=None) -> LlamaForTokenClassification:
     """A per-token value model: a reward-model checkpoint read as token classification (the
     same `model.*` and `score` weights), so V starts from the reward model (InstructGPT)."""
@@ -143,7 +153,8 @@ class Experience:
 
 @torch.no_grad()
 def make_experience(acc: Accelerator, policy, value_model, ref, tokenizer, prompts: list[str],
-                    reward_fn: RewardFn, beta: float, config: PPOConfig, seed: int) -> Experience:
+                    reward_fn: RewardFn, beta: float, config: PPOConfig, seed: int,
+                    objectives: Objectives = Objectives()) -> Experience:
     """Steps 1-4 of the module doc: sample, score, shape with the KL penalty, GAE."""
     pol, vm = acc.unwrap_model(policy), acc.unwrap_model(value_model)
     if config.static_decode:
@@ -162,8 +173,8 @@ def make_experience(acc: Accelerator, policy, value_model, ref, tokenizer, promp
         ref_logp, _ = response_logprobs_values(ref, None, ids, attn, L, tokens)
     old_logp, old_v, ref_logp = old_logp * mask, old_v.float() * mask, ref_logp * mask
     scores = reward_fn(prompts, ro.texts).to(acc.device).float()
-    rewards = losses.kl_penalized_rewards(scores, old_logp, ref_logp, mask, beta)
-    adv, ret = losses.gae(rewards, old_v, config.gamma, config.lam, mask)
+    rewards = objectives.kl_penalized_rewards(scores, old_logp, ref_logp, mask, beta)
+    adv, ret = objectives.gae(rewards, old_v, config.gamma, config.lam, mask)
     if config.whiten_advantages:
         adv = _global_whiten(adv, mask, acc)
     return Experience(list(prompts), ro.texts, ids, attn, L, tokens, mask, old_logp, ref_logp, old_v,
@@ -171,12 +182,12 @@ def make_experience(acc: Accelerator, policy, value_model, ref, tokenizer, promp
 
 
 def _minibatch_loss(policy, value_model, exp: Experience, idx: torch.Tensor, num_tokens: torch.Tensor,
-                    config: PPOConfig) -> tuple[torch.Tensor, dict]:
+                    config: PPOConfig, objectives: Objectives = Objectives()) -> tuple[torch.Tensor, dict]:
     T = int(exp.mask[idx].sum(-1).max().item())  # drop columns that only hold padding
     ids, attn = exp.ids[idx, :exp.L + T], exp.attn[idx, :exp.L + T]
     sl = (idx, slice(0, T))
     logp, values = response_logprobs_values(policy, value_model, ids, attn, exp.L, exp.tokens[sl])
-    pg, m1 = losses.ppo_clip_loss(logp, exp.old_logprobs[sl], exp.advantages[sl], exp.mask[sl],
+    pg, m1 = objectives.ppo_clip_loss(logp, exp.old_logprobs[sl], exp.advantages[sl], exp.mask[sl],
                                   config.clip_eps, num_tokens)
     vf, m2 = losses.value_loss(values, exp.old_values[sl], exp.returns[sl], exp.mask[sl],
                                config.vf_clip_eps, num_tokens)
@@ -184,7 +195,8 @@ def _minibatch_loss(policy, value_model, exp: Experience, idx: torch.Tensor, num
 
 
 def ppo_update(acc: Accelerator, policy, value_model, optimizer, exp: Experience, config: PPOConfig,
-               ptx_fn: Callable[[int], dict] | None = None, step: int = 0) -> dict[str, float]:
+               ptx_fn: Callable[[int], dict] | None = None, step: int = 0,
+               objectives: Objectives = Objectives()) -> dict[str, float]:
     """Step 5: `ppo_epochs` passes over the rollout in shuffled minibatches; returns mean metrics."""
     B, sums, n = len(exp), {}, 0
     per_step = config.minibatch_size * config.grad_accum
@@ -196,7 +208,7 @@ def ppo_update(acc: Accelerator, policy, value_model, optimizer, exp: Experience
             num_tokens = exp.mask[chunk].sum()
             for micro in chunk.split(config.minibatch_size):
                 with acc.autocast():
-                    loss, metrics = _minibatch_loss(policy, value_model, exp, micro, num_tokens, config)
+                    loss, metrics = _minibatch_loss(policy, value_model, exp, micro, num_tokens, config, objectives)
                     if ptx_fn is not None and config.ptx_coef > 0:
                         loss = loss + config.ptx_coef * _ptx_loss(policy, ptx_fn(step), acc) / config.grad_accum
                 acc.backward(loss)
@@ -229,10 +241,12 @@ def _prompt_batch(prompts: list[str], n: int, step: int, rank: int, seed: int) -
 def train_ppo(policy, ref, value_model, tokenizer, prompts: list[str], reward_fn: RewardFn,
               config: PPOConfig, gold_fn: RewardFn | None = None,
               ptx_fn: Callable[[int], dict] | None = None,
-              callback: Callable[[int, torch.nn.Module], dict] | None = None) -> list[dict]:
+              callback: Callable[[int, torch.nn.Module], dict] | None = None,
+              objectives: Objectives = Objectives()) -> list[dict]:
     """Train `policy` and `value_model` in place with PPO; returns one history row per logged
     iteration: proxy score, gold reward (if `gold_fn`), sequence KL, β, clip fraction, value
-    loss, response length, seconds — plus whatever `callback(step, policy)` returns."""
+    loss, response length, seconds — plus whatever `callback(step, policy)` returns.
+    `objectives` swaps the shaped reward, GAE or the clipped surrogate (the labs plug in a student's)."""
     from tqdm.auto import tqdm
     set_seed(config.seed)
     acc = _accelerator(TrainConfig(steps=config.steps))
@@ -254,9 +268,10 @@ def train_ppo(policy, ref, value_model, tokenizer, prompts: list[str], reward_fn
         batch = _prompt_batch(prompts, config.batch_size, step, acc.process_index, config.seed)
         policy.eval(), value_model.eval()
         exp = make_experience(acc, policy, value_model, ref, tokenizer, batch, reward_fn, beta, config,
-                              seed=config.seed * 1_000_003 + step * 1009 + acc.process_index)
+                              seed=config.seed * 1_000_003 + step * 1009 + acc.process_index,
+                              objectives=objectives)
         policy.train(), value_model.train()
-        metrics = ppo_update(acc, policy, value_model, optimizer, exp, config, ptx_fn, step)
+        metrics = ppo_update(acc, policy, value_model, optimizer, exp, config, ptx_fn, step, objectives)
         row_t = torch.stack([exp.scores.mean(), sequence_kl(exp).mean(), exp.mask.sum(-1).mean(),
                              (gold_fn(exp.prompts, exp.texts).to(acc.device).float().mean()
                               if gold_fn else torch.zeros((), device=acc.device))])
