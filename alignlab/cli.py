@@ -4,6 +4,8 @@
     alignlab zoo list [--profile P]        # what is cached, and whether it is intact
     alignlab zoo build [--profile P] [NAME ...]   # build entries (default: every entry)
     alignlab zoo clean [--profile P] --yes # delete cached entries and runs
+    alignlab quiz build [--check] [--source DIR]  # readable quiz sources → encoded banks
+    alignlab quiz progress                 # your saved quiz scores, per chapter
 """
 from __future__ import annotations
 
@@ -36,6 +38,24 @@ def _zoo(args) -> int:
     return 0
 
 
+def _quiz(args) -> int:
+    from pathlib import Path
+
+    from . import quiz
+    from .quiz import author
+    if args.action == "progress":
+        quiz.progress()
+        return 0
+    stale = author.build_all(Path(args.source) if args.source else author.SOURCE_DIR, check=args.check)
+    for s in stale:
+        print(("out of step: " if args.check else "built: ") + s)
+    if args.check and stale:
+        print("Run `alignlab quiz build` and commit the banks.", file=sys.stderr)
+        return 1
+    print(f"{len(stale)} bank(s) {'out of step' if args.check else 'rebuilt'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alignlab", description="AlignLab command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     z.add_argument("--profile", choices=["ci", "cpu", "gpu"])
     z.add_argument("--yes", action="store_true", help="confirm `clean`")
     z.set_defaults(func=_zoo)
+    q = sub.add_parser("quiz", help="build quiz banks from their sources, or show your progress")
+    q.add_argument("action", choices=["build", "progress"])
+    q.add_argument("--check", action="store_true", help="write nothing; exit 1 if a bank is out of step")
+    q.add_argument("--source", help="folder of NN_name.yaml sources (default: the repository's quizzes/)")
+    q.set_defaults(func=_quiz)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "zoo" and not any(x.startswith("-") for x in extra):
         args.names += extra  # argparse leaves names that come after an option unparsed

@@ -1,1 +1,34 @@
-"""Chapter quizzes: question banks (data under ``banks/``) shown as ipywidgets, progress saved."""
+"""Chapter quizzes: question banks (data under ``banks/``) shown as ipywidgets, progress saved.
+
+    from alignlab.quiz import quiz
+    quiz("02")                 # chapter 2's questions; answers are checked and saved
+    alignlab.quiz.progress()   # per-chapter summary of what you have answered
+
+Banks are built from the readable sources in the repository's `quizzes/` folder
+(`alignlab quiz build`); see `alignlab.quiz.bank` for what is hidden and how (a speed bump,
+not security).
+"""
+from __future__ import annotations
+
+from alignlab.quiz import store as _store
+from alignlab.quiz.bank import QuizError, chapters, load_bank
+from alignlab.quiz.check import Verdict, check
+from alignlab.quiz.widgets import Message, Quiz
+
+__all__ = ["quiz", "progress", "QuizError", "Quiz", "Verdict", "check", "load_bank", "chapters"]
+
+
+def quiz(chapter: str | int, questions: list[str] | None = None) -> Quiz | Message:
+    """Chapter `chapter`'s quiz ('02', 2 or '02_bradley_terry'), or only the questions with the
+    given ids. An unknown chapter or question id shows a message, not a traceback."""
+    try:
+        return Quiz(load_bank(chapter), questions)
+    except QuizError as e:
+        return Message(str(e))
+
+
+def progress() -> None:
+    """Print each chapter's saved score: questions answered correctly and attempts made."""
+    totals = {c: (b.title, len(b.questions)) for c in chapters() for b in [load_bank(c)]}
+    print(f"Quiz progress ({_store.path()}):")
+    print("\n".join(_store.summary_rows(totals)))

@@ -1,0 +1,139 @@
+"""Checking one answer against an encoded question: pure functions, no widgets.
+
+`check(bank, qid, answer)` takes what a student gave — an option text (or its index) for a
+single choice, a list of option texts for "select all that apply", a number or the text of a
+number for numeric questions, any text for short-text ones — and returns a `Verdict`. An
+answer the quiz cannot read (nothing chosen, text in a numeric box, an unknown option) raises
+`QuizError` with a message for the student, never a bare traceback.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from alignlab.quiz.bank import Bank, QuizError, decode, digest, normalise
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check."""
+
+    correct: bool
+    feedback: list[str] = field(default_factory=list)
+    """Per-option (or per-value) feedback that applies to this answer."""
+    answer: object = None
+    """The answer as recorded in the progress file (JSON-able)."""
+
+
+def option_code(salt: str, qid: str, key: str, correct: bool) -> str:
+    """The salted code stored for one option: it says whether the option is right only to
+    someone who recomputes it for both truth values."""
+    return digest(salt, qid, "option", key, "1" if correct else "0")
+
+
+def _is_correct(bank: Bank, q: dict, key: str, code: str) -> bool:
+    return code == option_code(bank.salt, q["id"], key, True)
+
+
+def _feedback(bank: Bank, q: dict, i: int, option: dict) -> list[str]:
+    blob = option.get("feedback")
+    return [] if blob is None else [decode(bank.salt, f"{q['id']}/feedback/{i}", blob)]
+
+
+def _option_index(q: dict, choice) -> int:
+    texts = [a["answer"] for a in q["answers"]]
+    if isinstance(choice, bool):
+        raise QuizError("Choose one of the options (not True/False).")
+    if isinstance(choice, int) and 0 <= choice < len(texts):
+        return choice
+    if isinstance(choice, str) and choice in texts:
+        return texts.index(choice)
+    raise QuizError(f"{choice!r} is not one of this question's options.")
+
+
+def _check_single(bank: Bank, q: dict, answer) -> Verdict:
+    if answer is None or answer == "":
+        raise QuizError("Choose an option first.")
+    i = _option_index(q, answer)
+    option = q["answers"][i]
+    ok = _is_correct(bank, q, option["answer"], option["code"])
+    return Verdict(ok, _feedback(bank, q, i, option), option["answer"])
+
+
+def _check_many(bank: Bank, q: dict, answer) -> Verdict:
+    if answer is None or isinstance(answer, (str, int)):
+        answer = [] if answer in (None, "") else [answer]
+    chosen = sorted({_option_index(q, a) for a in answer})
+    if not chosen:
+        raise QuizError("Select at least one option.")
+    truth = [_is_correct(bank, q, a["answer"], a["code"]) for a in q["answers"]]
+    ok = all(truth[i] == (i in chosen) for i in range(len(truth)))
+    feedback = [f for i in chosen for f in _feedback(bank, q, i, q["answers"][i])]
+    missed = sum(t and i not in chosen for i, t in enumerate(truth))
+    if not ok and missed:
+        feedback.append(f"{missed} correct option{'s' if missed > 1 else ''} not selected.")
+    return Verdict(ok, feedback, [q["answers"][i]["answer"] for i in chosen])
+
+
+def parse_number(text) -> float:
+    """A number from what a student typed: '0.73', '7.3e-1', '3/4', '73%' (→ 0.73), ' 15 '."""
+    if isinstance(text, bool):
+        raise QuizError("Type a number, not True/False.")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        s = str(text).strip().replace(",", "").replace("−", "-")
+        if not s:
+            raise QuizError("Type a number first.")
+        percent = s.endswith("%")
+        try:
+            value = float(Fraction(s.rstrip("%").strip())) if re.fullmatch(r"[-+]?\d+\s*/\s*\d+%?", s) \
+                else float(s.rstrip("%"))
+        except (ValueError, ZeroDivisionError):
+            raise QuizError(f"{text!r} is not a number. Type a number such as 0.73 "
+                            "(fractions like 3/4 work too).") from None
+        value = value / 100 if percent else value
+    if not math.isfinite(value):
+        raise QuizError(f"{text!r} is not a finite number.")
+    return value
+
+
+def _matches(rule: dict, x: float) -> bool:
+    if "range" in rule:
+        lo, hi = rule["range"]
+        return lo <= x <= hi
+    if "value" in rule:
+        return abs(x - rule["value"]) <= rule.get("tolerance", 0.0) + 1e-12
+    return rule.get("type") == "default"
+
+
+def _check_numeric(bank: Bank, q: dict, answer) -> Verdict:
+    x = parse_number(answer)
+    rules = decode(bank.salt, f"{q['id']}/numeric", q["answers"])
+    for rule in rules:
+        if _matches(rule, x):
+            fb = [rule["feedback"]] if rule.get("feedback") else []
+            return Verdict(bool(rule.get("correct", False)), fb, x)
+    return Verdict(False, [], x)
+
+
+def _check_string(bank: Bank, q: dict, answer) -> Verdict:
+    if not isinstance(answer, str) or not normalise(answer):
+        raise QuizError("Type an answer first.")
+    h = digest(bank.salt, q["id"], "text", normalise(answer))
+    for i, option in enumerate(q["answers"]):
+        if option["answer"] == h:
+            return Verdict(_is_correct(bank, q, h, option["code"]), _feedback(bank, q, i, option), answer)
+    return Verdict(False, [], answer)
+
+
+_CHECKS = {"multiple_choice": _check_single, "many_choice": _check_many,
+           "numeric": _check_numeric, "string": _check_string}
+
+
+def check(bank: Bank, qid: str, answer) -> Verdict:
+    """Check `answer` to question `qid` of `bank`; `QuizError` if it cannot be read."""
+    q = bank.question(qid)
+    return _CHECKS[q["type"]](bank, q, answer)
