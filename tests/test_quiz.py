@@ -1,0 +1,234 @@
+"""Quizzes in the kernel: banks in step with their sources and hiding their answers, every
+source answer checked as its author meant, widgets clicked with right, wrong and malformed
+answers, progress saved, reopened and recovered from corruption."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from alignlab.quiz import QuizError, author, check, load_bank, quiz, store
+from alignlab.quiz.bank import decode, encode, normalise
+from alignlab.quiz.check import parse_number
+from alignlab.quiz.widgets import Message, Quiz
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "quizzes").glob("*.yaml"))
+
+
+def source(chapter: str) -> dict:
+    return yaml.safe_load(next(p for p in SOURCES if p.name.startswith(chapter)).read_text())
+
+
+@pytest.fixture
+def home(alignlab_home):
+    return alignlab_home
+
+
+# --- banks ----------------------------------------------------------------------------------
+
+
+def test_banks_in_step_with_sources():
+    assert SOURCES, "no quiz sources in quizzes/"
+    assert author.build_all(check=True) == [], "run `alignlab quiz build` and commit the banks"
+
+
+def test_check_reports_a_stale_bank(tmp_path):
+    banks = tmp_path / "banks"
+    banks.mkdir()
+    assert len(author.build_all(bank_dir=banks)) == len(SOURCES)
+    assert author.build_all(bank_dir=banks, check=True) == []
+    (banks / "02.json").write_text((banks / "02.json").read_text().replace("Bradley", "Bradly"))
+    assert author.build_all(bank_dir=banks, check=True) == ["02_bradley_terry.yaml → 02.json"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_bank_hides_answers_and_feedback(src):
+    data = yaml.safe_load(src.read_text())
+    text = (author.BANK_DIR / f"{data['chapter']}.json").read_text()
+    for q in data["questions"]:
+        for key in ("hint", "explanation"):
+            assert not q.get(key) or q[key] not in text
+        for a in q["answers"]:
+            assert not a.get("feedback") or a["feedback"] not in text
+            if q["type"] == "string":
+                assert f'"{a["answer"]}"' not in text
+    assert '"correct"' not in text and '"value"' not in text
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_every_source_answer_checks_as_authored(src):
+    data = yaml.safe_load(src.read_text())
+    bank = load_bank(data["chapter"])
+    for q in data["questions"]:
+        for a in q["answers"]:
+            if q["type"] == "numeric":
+                given = a["value"] if "value" in a else sum(a["range"]) / 2
+            elif q["type"] == "many_choice":
+                given = [a["answer"]]
+            else:
+                given = a["answer"]
+            verdict = check(bank, q["id"], given)
+            single_right = q["type"] != "many_choice" or sum(b.get("correct", False) for b in q["answers"]) == 1
+            assert verdict.correct == (bool(a.get("correct")) and single_right), (q["id"], a)
+            if a.get("feedback") and q["type"] != "many_choice":
+                assert a["feedback"] in verdict.feedback
+        if q["type"] == "many_choice":
+            right = [a["answer"] for a in q["answers"] if a.get("correct")]
+            assert check(bank, q["id"], right).correct
+            assert not check(bank, q["id"], [a["answer"] for a in q["answers"]]).correct
+
+
+def test_content_requirements():
+    banks = {c: load_bank(c) for c in ["00", "01", "02", "03", "04"]}
+    ids = [q["id"] for q in banks["00"].questions]
+    assert ids[:3] == ["rlhf-pipeline", "cai-difference", "rl-technique"]  # the seed course opens with these
+    for c in ["01", "02", "03", "04"]:
+        types = {q["type"] for q in banks[c].questions}
+        assert len(banks[c].questions) >= 6 and "numeric" in types and len(types) >= 3, c
+
+
+def test_encoding_round_trip_and_normalise():
+    for value in [0.7311, [{"value": 1, "tolerance": 0.1}], "π* ∝ π_ref·e^{r/β}"]:
+        assert decode("salt", "ctx", encode("salt", "ctx", value)) == value
+    assert encode("salt", "a", "x") != encode("salt", "b", "x")
+    assert normalise("  Condorcet   CYCLE. ") == normalise("condorcet cycle")
+
+
+@pytest.mark.parametrize("text,value", [("0.73", 0.73), (" 3/4 ", 0.75), ("73%", 0.73), ("1e-2", 0.01),
+                                         ("−0.5", -0.5), (15, 15.0)])
+def test_parse_number(text, value):
+    assert parse_number(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["", "  ", "abc", "1/0", "nan", True, "0.5.1"])
+def test_parse_number_rejects_with_a_message(text):
+    with pytest.raises(QuizError, match="number|True/False"):
+        parse_number(text)
+
+
+def test_bad_answers_raise_quiz_errors():
+    bank = load_bank("02")
+    with pytest.raises(QuizError, match="no question 'nope'.*pairs-from-ranking"):
+        check(bank, "nope", "15")
+    with pytest.raises(QuizError, match="Choose an option"):
+        check(bank, "shift-invariance", None)
+    with pytest.raises(QuizError, match="not one of this question's options"):
+        check(bank, "shift-invariance", "made up")
+    with pytest.raises(QuizError, match="Type an answer"):
+        check(bank, "cycle-name", "   ")
+    with pytest.raises(QuizError, match="no quiz for chapter 99"):
+        load_bank(99)
+
+
+# --- widgets and progress ---------------------------------------------------------------------
+
+
+def saved(chapter: str) -> dict:
+    return json.loads(store.path().read_text())["chapters"][chapter]
+
+
+def test_widgets_right_wrong_and_malformed(home):
+    q = quiz("02")
+    assert isinstance(q, Quiz) and len(q.questions) == 8
+    n = q["pairs-from-ranking"]
+    n.input.value = "fifteen"
+    n.button.click()
+    assert "is not a number" in n.feedback.value and not store.path().exists()  # nothing recorded
+    n.input.value = "30"
+    n.button.click()
+    assert "Not quite" in n.feedback.value and "ordered pairs" in n.feedback.value and "Hint: C(K, 2)" in n.feedback.value
+    n.input.value = "15"
+    n.button.click()
+    assert "Correct" in n.feedback.value and "InstructGPT kept all" in n.feedback.value
+    entry = saved("02")["questions"]["pairs-from-ranking"]
+    assert [a["correct"] for a in entry["attempts"]] == [False, True] and entry["correct"]
+
+    s = q["shift-invariance"]
+    s.button.click()
+    assert "Choose an option first" in s.feedback.value
+    s.input.value = s.input.options[1]
+    s.button.click()
+    assert "Not quite" in s.feedback.value
+    m = q["gumbel"]
+    m.input[0].value = True
+    m.button.click()
+    assert "1 correct option not selected" in m.feedback.value
+    m.input[1].value = True
+    m.button.click()
+    assert "Correct" in m.feedback.value
+    t = q["cycle-name"]
+    t.input.value = "Condorcet Paradox!"
+    t.button.click()
+    assert "Correct" in t.feedback.value
+    assert saved("02")["score"] == 3 and saved("02")["total"] == 8
+    assert "Score: 3/8" in q.score.value
+
+
+def test_reopening_restores_answers_and_score(home, capsys):
+    q = quiz("03")
+    q["bon-kl"].input.value = "0.636"
+    q["bon-kl"].button.click()
+    q["bon-kl"].input.value = "9"
+    q["bon-kl"].button.click()
+    again = quiz(3)
+    view = again["bon-kl"]
+    assert view.input.value == "0.636" and "answered correctly (2 attempts)" in view.feedback.value
+    assert "Score: 1/8" in again.score.value
+    from alignlab.quiz import progress
+    progress()
+    assert "03" in capsys.readouterr().out.split("KL-regularised")[0].splitlines()[-1]
+
+
+def test_corrupt_progress_is_kept_aside(home):
+    home.mkdir(parents=True)
+    store.path().write_text('{"version": 1, "chapters": {"02": ')  # a write cut short
+    q = quiz("02")
+    aside = list(home.glob("quiz_progress.corrupt-*.json"))
+    assert len(aside) == 1 and aside[0].read_text().startswith('{"version": 1')
+    assert "could not be read" in q._notices.value and aside[0].name in q._notices.value
+    q["bt-probability"].input.value = "0.731"
+    q["bt-probability"].button.click()
+    assert saved("02")["score"] == 1
+
+
+def test_unknown_chapter_or_question_shows_a_message(home):
+    for shown in (quiz("99"), quiz("02", ["nope"]), quiz("chapter two")):
+        assert isinstance(shown, Message)
+        assert "alignlab-quiz-error" in shown.box.value
+        assert shown._repr_mimebundle_()["text/plain"] == shown.text
+
+
+def test_plain_text_output_is_stable(home):
+    first = quiz("01")._repr_mimebundle_()["text/plain"]
+    quiz("01")["ce-entropy"].input.value = "1.04"
+    assert quiz("01")._repr_mimebundle_()["text/plain"] == first
+    assert "application/vnd.jupyter.widget-view+json" in quiz("01")._repr_mimebundle_()
+
+
+def _record_many(home: str, worker: int) -> None:
+    import os
+    os.environ["ALIGNLAB_HOME"] = home
+    for i in range(15):
+        store.record("04", f"q{worker}-{i}", 30, i, i % 2 == 0)
+
+
+def test_two_kernels_recording_at_once_lose_nothing(home):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_record_many, args=(str(home), w)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert len(saved("04")["questions"]) == 30 and saved("04")["score"] == 16
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "chapters").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_each_chapter_ends_with_its_quiz(nb):
+    last = nbformat.read(nb, as_version=4).cells[-1]
+    assert last.cell_type == "code" and f'quiz("{nb.name[:2]}")' in last.source
