@@ -15,7 +15,7 @@ BIN         := .venv/bin
 PHASE        = @echo "[make $$(date -u +%H:%M:%S)] $(1)"
 STAMP       := .venv/.installed
 # Only folders that hold notebooks: pytest exits 5 ("no tests collected") on an empty one.
-NOTEBOOK_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard chapters/*.ipynb labs/*.ipynb))))
+NOTEBOOK_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard chapters/*.ipynb labs/source/*/*.ipynb))))
 
 .PHONY: venv lab test zoo book-outputs bench clean
 

@@ -1,0 +1,25 @@
+"""Check functions used inside the labs, and what wires a student's code into the trainers.
+
+    from alignlab import labs
+    labs.start("lab1_sft")            # the notebook still has every graded cell?
+    labs.check_masked_nll()           # checks the notebook's `masked_nll`, with specific feedback
+
+Each `check_*` takes the student's function (or finds it by name in the notebook), runs it on a
+worked example where each common mistake gives a different answer, and prints ✓ (returning
+None) or raises
+`LabCheckError` saying which mistake it sees. `hidden_*` compare against `alignlab.losses` on
+random inputs (the instructor's hidden tests call them with a seed the students do not see).
+The checks are plain Python, so any grader — nbgrader, pytest, Otter — can call them.
+"""
+from .core import REQUIRED_CELLS, LabCheckError, compare_random, start, structure_problems
+from .sft import (batch_loss, check_masked_nll, check_response_mask, check_sft_run, hidden_masked_nll,
+                  hidden_response_mask, sft_batches, sft_loss)
+from .reward_model import (check_bradley_terry_loss, check_ranking_to_pairs, check_reward_model,
+                           hidden_bradley_terry_loss, hidden_ranking_to_pairs, rm_batches, rm_loss)
+from .ppo import (check_gae, check_kl_penalized_rewards, check_ppo_clip_loss, check_ppo_update, hidden_ppo,
+                  ppo_objectives)
+from .dpo import (check_dpo_loss, check_dpo_run, check_implicit_reward, dpo_train_loss, hidden_dpo_loss,
+                  preference_eval)
+
+LABS = tuple(REQUIRED_CELLS)
+"""The labs, in order (each is `labs/source/<name>/<name>.ipynb`)."""

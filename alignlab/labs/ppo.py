@@ -1,0 +1,219 @@
+"""Lab 3 (PPO): the KL-shaped reward, GAE and the clipped surrogate, plugged into `ppo.train_ppo`.
+
+The student writes `kl_penalized_rewards`, `gae` and `ppo_clip_loss` with the library's
+signatures (the surrogate returns just the loss); `ppo_objectives` hands them to the trainer, and
+`check_ppo_update` checks one PPO iteration with them against one with the library's.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .. import losses
+from ..ppo import Objectives
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, diagnose, passed,
+                   ratio_hint, student_function)
+
+REQUIRED_CELLS["lab3_ppo"] = {"kl_penalized_rewards": "code", "test_kl_penalized_rewards": "code",
+                              "gae": "code", "test_gae": "code", "ppo_clip_loss": "code",
+                              "test_ppo_clip_loss": "code", "test_ppo_run": "code"}
+
+
+def reference_kl_rewards(scores, logprobs, ref_logprobs, mask, beta) -> torch.Tensor:
+    return losses.kl_penalized_rewards(scores.double(), logprobs.double(), ref_logprobs.double(), mask, beta)
+
+
+def reference_gae(rewards, values, gamma, lam, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    return losses.gae(rewards.double(), values.double(), gamma, lam, mask)
+
+
+def reference_clip(logprobs, old_logprobs, advantages, mask, clip_eps) -> torch.Tensor:
+    return losses.ppo_clip_loss(logprobs.double(), old_logprobs.double(), advantages.double(), mask, clip_eps)[0]
+
+
+def _example(seed: int = 0, B: int = 3, T: int = 5) -> dict[str, torch.Tensor]:
+    """Right-padded rows of 5, 3 and 1 response tokens; padding holds junk a mask must remove."""
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.arange(T)[None, :] < torch.tensor([5, 3, 1])[:B, None]).float()
+    return {"mask": mask, "logprobs": -torch.rand(B, T, generator=g) * 3, "ref": -torch.rand(B, T, generator=g) * 3,
+            "scores": torch.tensor([1.0, -0.5, 2.0])[:B], "values": torch.randn(B, T, generator=g),
+            "rewards": torch.randn(B, T, generator=g)}
+
+
+def check_kl_penalized_rewards(fn: Callable | None = None) -> None:
+    """Check the shaped reward on three right-padded responses, β = 0.1."""
+    fn = student_function("kl_penalized_rewards", fn)
+    e, beta = _example(), 0.1
+    args = (e["scores"], e["logprobs"], e["ref"], e["mask"], beta)
+    got = as_tensor("kl_penalized_rewards", call("kl_penalized_rewards", fn, *args), tuple(e["mask"].shape))
+    want = reference_kl_rewards(*args)
+    if close(got, want):
+        return passed("kl_penalized_rewards: −β·(log π − log π_ref) on each token, the score on the last one")
+    m, k1 = e["mask"].double(), (e["logprobs"] - e["ref"]).double()
+    last = (m.sum(-1).long() - 1)
+    rows = torch.arange(3)
+
+    def with_score(pen: torch.Tensor, col=None) -> torch.Tensor:
+        out = pen.clone()
+        out[rows, last if col is None else col] += e["scores"].double()
+        return out
+    mistake = diagnose(got, {
+        "the KL penalty has the wrong sign: it is −β·(log π − log π_ref), a cost for moving away from π_ref.":
+            with_score(beta * k1 * m),
+        "you added the score at the last column; rows are right-padded, so it goes on each row's last "
+        "response token (index mask.sum(-1) − 1).": with_score(-beta * k1 * m, col=torch.full((3,), 4)),
+        "you added the score on the first token; InstructGPT gives it at the end of the response.":
+            with_score(-beta * k1 * m, col=torch.zeros(3, dtype=torch.long)),
+        "you added the score to every token; it is given once, on the last response token.":
+            -beta * k1 * m + e["scores"].double()[:, None] * m,
+        "the penalty is not masked: padding positions must be 0.": with_score(-beta * k1),
+        "you left out β: the penalty is −β·(log π − log π_ref).": with_score(-k1 * m),
+    })
+    if mistake:
+        raise LabCheckError(f"kl_penalized_rewards: {mistake}")
+    raise LabCheckError(f"kl_penalized_rewards: wrong on the worked example.\nexpected =\n{want.numpy().round(4)}"
+                        f"\nyours =\n{got.numpy().round(4)}")
+
+
+def check_gae(fn: Callable | None = None) -> None:
+    """Check advantages and returns on padded rows with γ = 0.9, λ = 0.8 (so every mistake shows)."""
+    fn = student_function("gae", fn)
+    e, gamma, lam = _example(1, B=2), 0.9, 0.8
+    out = call("gae", fn, e["rewards"], e["values"], gamma, lam, e["mask"])
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise LabCheckError("gae: return a pair (advantages, returns).")
+    adv = as_tensor("gae", out[0], tuple(e["mask"].shape))
+    ret = as_tensor("gae", out[1], tuple(e["mask"].shape))
+    want_adv, want_ret = reference_gae(e["rewards"], e["values"], gamma, lam, e["mask"])
+    if not close(adv, want_adv):
+        r, v, m = e["rewards"].double(), e["values"].double(), e["mask"].double()
+        v_next = torch.cat([v[:, 1:] * m[:, 1:], torch.zeros(2, 1, dtype=v.dtype)], 1)
+        mistake = diagnose(adv, {
+            "you ignored λ: that is the one-step TD error δ_t; GAE sums (γλ)^l δ_{t+l} backwards from the end.":
+                (r + gamma * v_next - v) * m,
+            "you used λ = 1 (Monte Carlo returns minus V); weight later δ's by (γλ)^l.":
+                reference_gae(r, v, gamma, 1.0, m)[0],
+            "you used γ for the recursion but not γλ: Â_t = δ_t + γλ Â_{t+1}.":
+                reference_gae(r, v, gamma, 1.0 / gamma, m)[0],
+            "padding leaks in: the value after a row's last token is 0 (the episode ends); mask rewards, "
+            "values and the recursion.": reference_gae(r, v, gamma, lam, None)[0] * m,
+        })
+        if mistake:
+            raise LabCheckError(f"gae: {mistake}")
+        raise LabCheckError(f"gae: advantages wrong on the worked example.\nexpected =\n{want_adv.numpy().round(4)}"
+                            f"\nyours =\n{adv.numpy().round(4)}")
+    if not close(ret, want_ret):
+        if close(ret, want_adv):
+            raise LabCheckError("gae: the returns are the advantages; returns = advantages + values (the value "
+                                "head's regression target).")
+        raise LabCheckError("gae: advantages right, returns wrong: returns = (advantages + values) · mask.")
+    return passed("gae: advantages and returns match on padded rows (γ = 0.9, λ = 0.8)")
+
+
+def _clip_example() -> dict[str, torch.Tensor]:
+    ratio = torch.tensor([[0.5, 0.9, 1.1, 1.6, 1.0], [1.3, 0.7, 1.0, 1.0, 1.0]])
+    old = -torch.tensor([[1.0, 2.0, 0.5, 1.5, 1.0], [0.8, 1.2, 2.0, 1.0, 1.0]])
+    return {"logprobs": old + ratio.log(), "old": old, "adv": torch.tensor([[1.0, -2.0, 0.5, 1.5, 9.0],
+                                                                            [-1.0, 2.0, -0.5, 3.0, 7.0]]),
+            "mask": torch.tensor([[1.0, 1, 1, 1, 0], [1, 1, 1, 0, 0]])}
+
+
+def check_ppo_clip_loss(fn: Callable | None = None) -> None:
+    """Check the clipped surrogate where ratios fall inside and outside [1 − ε, 1 + ε], ε = 0.2,
+    for positive and negative advantages."""
+    fn = student_function("ppo_clip_loss", fn)
+    e, eps = _clip_example(), 0.2
+    leaf = e["logprobs"].clone().requires_grad_(True)
+    out = call("ppo_clip_loss", fn, leaf, e["old"], e["adv"], e["mask"], eps)
+    got = as_tensor("ppo_clip_loss", out, ())
+    want = reference_clip(e["logprobs"], e["old"], e["adv"], e["mask"], eps)
+    if close(got, want):
+        if not out.requires_grad:
+            raise LabCheckError("ppo_clip_loss: right value, but no gradient reaches the log-probs.")
+        return passed(f"ppo_clip_loss = {float(got):.4f}: the pessimistic (clipped) surrogate, masked mean")
+    a, m = e["adv"].double(), e["mask"].double()
+    rho = (e["logprobs"] - e["old"]).double().exp()
+    clipped = rho.clamp(1 - eps, 1 + eps)
+
+    def mmean(x):
+        return (x * m).sum() / m.sum()
+    mistake = diagnose(got, {
+        "no clipping: the loss is max(−Âρ, −Â·clip(ρ, 1 − ε, 1 + ε)).": mmean(-a * rho),
+        "you took the optimistic bound: PPO minimises max(−Âρ, −Â·clip(ρ)) — the minimum of the two "
+        "objectives, not the maximum.": mmean(torch.minimum(-a * rho, -a * clipped)),
+        "the sign is flipped: as a loss to minimise, the surrogate is −Â·ρ.":
+            mmean(torch.minimum(a * rho, a * clipped)),
+        "you used the log-ratio as ρ; ρ = exp(log π − log π_old).":
+            mmean(torch.maximum(-a * rho.log(), -a * rho.log().clamp(1 - eps, 1 + eps))),
+        "ρ is upside down: ρ = π/π_old = exp(log π − log π_old).":
+            mmean(torch.maximum(-a / rho, -a * (1 / rho).clamp(1 - eps, 1 + eps))),
+        "you averaged over every position, padding included; average over mask.sum() tokens.":
+            torch.maximum(-a * rho, -a * clipped).mul(m).mean(),
+        "you did not mask: padding positions must not count.": torch.maximum(-a * rho, -a * clipped).mean(),
+    })
+    if mistake:
+        raise LabCheckError(f"ppo_clip_loss: {mistake}")
+    raise LabCheckError(f"ppo_clip_loss: expected {float(want):.4f} on the worked example, got {float(got):.4f}."
+                        + ratio_hint(got, want))
+
+
+def _ppo_inputs(g: torch.Generator) -> tuple:
+    B, T = int(torch.randint(1, 5, (), generator=g)), int(torch.randint(1, 9, (), generator=g))
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).float()
+    return B, T, mask
+
+
+def hidden_ppo(fns: dict[str, Callable] | None = None, seed: int = 0) -> None:
+    """All three pieces against `alignlab.losses` on random padded batches."""
+    fns = fns or {}
+    get = {k: student_function(k, fns.get(k)) for k in ("kl_penalized_rewards", "gae", "ppo_clip_loss")}
+
+    def kl_in(g):
+        B, T, m = _ppo_inputs(g)
+        return (torch.randn(B, generator=g), -torch.rand(B, T, generator=g) * 4, -torch.rand(B, T, generator=g) * 4,
+                m, float(torch.rand((), generator=g)))
+
+    def gae_in(g):
+        B, T, m = _ppo_inputs(g)
+        return (torch.randn(B, T, generator=g), torch.randn(B, T, generator=g), float(0.5 + torch.rand((), generator=g) / 2),
+                float(torch.rand((), generator=g)), m)
+
+    def clip_in(g):
+        B, T, m = _ppo_inputs(g)
+        old = -torch.rand(B, T, generator=g) * 3
+        return (old + torch.randn(B, T, generator=g) * 0.3, old, torch.randn(B, T, generator=g), m, 0.2)
+    compare_random("kl_penalized_rewards", get["kl_penalized_rewards"], reference_kl_rewards, kl_in, seed)
+    compare_random("gae", get["gae"], reference_gae, gae_in, seed + 1)
+    return compare_random("ppo_clip_loss", get["ppo_clip_loss"], reference_clip, clip_in, seed + 2)
+
+
+def ppo_objectives(kl_penalized_rewards: Callable, gae: Callable, ppo_clip_loss: Callable) -> Objectives:
+    """The student's three pieces as the trainer's `Objectives`. The surrogate is rescaled from the
+    minibatch's token count to the optimizer step's (`num_tokens`), as `losses.ppo_clip_loss` does."""
+    def clip(logprobs, old_logprobs, advantages, mask, clip_eps=0.2, num_tokens=None):
+        loss = ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps)
+        scale = 1.0 if num_tokens is None else mask.sum() / num_tokens
+        return loss * scale, {}
+    return Objectives(kl_penalized_rewards=kl_penalized_rewards, gae=gae, ppo_clip_loss=clip)
+
+
+def check_ppo_update(objectives: Objectives, policy_path, rm_path, prompts: list[str], config,
+                     tol: float = 1e-4) -> None:
+    """One PPO iteration from the same weights, prompts and seed, with `objectives` and with the
+    library's: the policy's parameters must end up the same (so the pieces plug in correctly)."""
+    from .. import models, ppo, reward
+    params = []
+    for obj in (objectives, Objectives()):
+        (policy, tok), (ref, _) = models.load(policy_path, dtype=torch.float32), models.load(policy_path, dtype=torch.float32)
+        rm, _ = reward.load_reward_model(rm_path)
+        ppo.train_ppo(policy, ref, ppo.value_model_from(rm_path), tok, prompts, ppo.rm_reward_fn(rm, tok),
+                      config, objectives=obj)
+        params.append(torch.cat([p.detach().flatten().double() for p in policy.parameters()]))
+    diff = float((params[0] - params[1]).abs().max())
+    if not diff <= tol:
+        raise LabCheckError(f"one PPO iteration with your functions moves the policy differently from the "
+                            f"reference (max parameter difference {diff:.2e}); each passes its own check, so "
+                            "look at dtypes, in-place edits of the inputs, and gradients you detach.")
+    return passed(f"one PPO iteration with your functions matches the library's (max difference {diff:.1e})")
