@@ -8,7 +8,6 @@ feedback/, and grades live in gradebook.db. See docs/instructors.md for the comm
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 
 c.CourseDirectory.course_id = "alignlab"
-c.CourseDirectory.root = "."
 
 # A lab's slowest cell trains a model: seconds in the `ci` profile, a few minutes in `cpu`.
 # The limit stays finite so a submission with an infinite loop fails that cell (and so loses its

@@ -195,7 +195,9 @@ def ppo_objectives(kl_penalized_rewards: Callable, gae: Callable, ppo_clip_loss:
     def clip(logprobs, old_logprobs, advantages, mask, clip_eps=0.2, num_tokens=None):
         loss = ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps)
         scale = 1.0 if num_tokens is None else mask.sum() / num_tokens
-        return loss * scale, {}
+        with torch.no_grad():  # the logged diagnostics (clip fraction, approximate KL), not the loss
+            metrics = losses.ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps)[1]
+        return loss * scale, metrics
     return Objectives(kl_penalized_rewards=kl_penalized_rewards, gae=gae, ppo_clip_loss=clip)
 
 
@@ -217,3 +219,19 @@ def check_ppo_update(objectives: Objectives, policy_path, rm_path, prompts: list
                             f"reference (max parameter difference {diff:.2e}); each passes its own check, so "
                             "look at dtypes, in-place edits of the inputs, and gradients you detach.")
     return passed(f"one PPO iteration with your functions matches the library's (max difference {diff:.1e})")
+
+
+def check_ppo_run(history: list[dict]) -> None:
+    """A short PPO run with the student's pieces: every logged number finite, and the policy left
+    the reference (sequence KL > 0 by the last iteration)."""
+    import math
+    for row in history:
+        bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise LabCheckError(f"iteration {row['step']}: {', '.join(bad)} not finite; look for a log of 0 or a "
+                                "division by a mask sum of 0.")
+    if not history[-1]["kl"] > 0:
+        raise LabCheckError(f"after {len(history)} iterations the KL to the reference is {history[-1]['kl']:.4f}: "
+                            "the policy did not move — does gradient reach the log-probs in ppo_clip_loss?")
+    passed(f"{len(history)} PPO iterations with your functions: score {history[0]['score']:+.3f} → "
+           f"{history[-1]['score']:+.3f}, KL {history[-1]['kl']:.3f}")

@@ -1,0 +1,203 @@
+"""The labs: their notebooks' nbgrader metadata, the checks' feedback, and the instructor's
+workflow end to end — release, autograde fake students, feedback, export — in a temporary copy
+of the course (nothing is written under labs/).
+
+Scores are read from `nbgrader export`'s CSV, since `nbgrader validate` exits 0 even when tests fail.
+"""
+from __future__ import annotations
+
+import json
+import runpy
+
+import nbformat
+import pytest
+import torch
+
+from alignlab import labs, losses
+from labs_course import (LABS_DIR, cell, copy_course, hidden_text, nbgrader, read_grades, solution_code,
+                         source_notebook, submit)
+
+LABS = labs.LABS
+# The masked NLL averaged per sequence, then over sequences: a plausible bug.
+PER_SEQUENCE_NLL = '''
+def masked_nll(logits, labels, mask):
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return (-(logp * mask).sum(-1) / mask.sum(-1)).mean()
+'''
+# A cell that never finishes, before the function it should define.
+ENDLESS = "n = 0\nwhile n >= 0:\n    n += 1\n"
+LOOP_TIMEOUT_S = 30  # per-cell limit of the run that grades the looping submission
+
+
+# --- the notebooks, statically ----------------------------------------------------------------
+
+
+def _grade_cells(lab: str) -> dict[str, nbformat.NotebookNode]:
+    nb = nbformat.read(source_notebook(lab), 4)
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_source_notebook_metadata(lab):
+    cells = _grade_cells(lab)
+    nb = nbformat.read(source_notebook(lab), 4)
+    assert len(cells) == len(nb.cells), "every cell carries nbgrader metadata (graded, solution or locked)"
+    for grade_id, kind in labs.REQUIRED_CELLS[lab].items():
+        c, meta = cells[grade_id], cells[grade_id].metadata["nbgrader"]
+        assert c.cell_type == kind
+        if grade_id.startswith("test_"):
+            assert meta["grade"] and meta["locked"] and meta["points"] > 0 and not meta["solution"]
+            assert "labs.check_" in c.source, "a test cell gives feedback through a check, not a bare assert"
+        else:
+            assert meta["solution"] and not meta["grade"] and not meta["locked"]
+            assert "### BEGIN SOLUTION" in c.source and "### END SOLUTION" in c.source
+            assert f"def {grade_id}(" in c.source
+    graded = {g for g, c in cells.items() if c.metadata["nbgrader"]["grade"] or c.metadata["nbgrader"]["solution"]}
+    assert graded == set(labs.REQUIRED_CELLS[lab]), "labs.REQUIRED_CELLS lists exactly the graded cells"
+    assert any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)
+    assert all(c.metadata["nbgrader"]["locked"] for g, c in cells.items() if g not in graded)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "sources are committed without outputs"
+
+
+def test_course_config_has_a_finite_cell_timeout():
+    class Config(dict):
+        def __getattr__(self, name):
+            return self.setdefault(name, Config())
+
+        def __setattr__(self, name, value):
+            self[name] = value
+    config = Config()
+    runpy.run_path(str(LABS_DIR / "nbgrader_config.py"), init_globals={"get_config": lambda: config})
+    assert 60 <= config["Execute"]["timeout"] <= 1800
+    assert config["Execute"]["interrupt_on_timeout"] is True
+
+
+# --- the checks, on the reference and on known mistakes ---------------------------------------
+
+
+def test_checks_accept_the_reference(capsys):
+    labs.check_response_mask(labs.sft.reference_response_mask)
+    labs.check_masked_nll(labs.sft.reference_masked_nll)
+    labs.check_bradley_terry_loss(labs.reward_model.reference_bt)
+    labs.check_ranking_to_pairs(labs.reward_model.reference_pairs)
+    labs.check_kl_penalized_rewards(losses.kl_penalized_rewards)
+    labs.check_gae(losses.gae)
+    labs.check_ppo_clip_loss(lambda *a: losses.ppo_clip_loss(*a)[0])
+    labs.check_dpo_loss(lambda *a: losses.dpo_loss(*a)[0])
+    labs.check_implicit_reward(lambda pi, ref, beta: beta * (pi.log() - ref.log()))
+    labs.hidden_masked_nll(labs.sft.reference_masked_nll, seed=1)
+    labs.hidden_ppo({"kl_penalized_rewards": losses.kl_penalized_rewards, "gae": losses.gae,
+                     "ppo_clip_loss": lambda *a: losses.ppo_clip_loss(*a)[0]}, seed=1)
+    assert capsys.readouterr().out.count("✓") == 13
+
+
+def _nll(logits, labels):
+    return -torch.log_softmax(logits, -1).gather(-1, labels[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("check, wrong, says", [
+    ("check_masked_nll", lambda lo, la, m: ((_nll(lo, la) * m).sum(-1) / m.sum(-1)).mean(), "averaged over each sequence"),
+    ("check_masked_nll", lambda lo, la, m: (_nll(lo, la) * m).sum() / m.numel(), "divided by every position"),
+    ("check_masked_nll", lambda lo, la, m: (_nll(lo, la) * m).sum(), "without dividing"),
+    ("check_response_mask", lambda a, p: a.float(), "keeps the prompt"),
+    ("check_response_mask", lambda a, p: ((torch.arange(a.shape[1]) > p[:, None]) & a.bool()).float(), "off by one"),
+    ("check_bradley_terry_loss", lambda w, l: -torch.log(torch.sigmoid(w - l)).mean(), "logsigmoid"),
+    ("check_bradley_terry_loss", lambda w, l: -torch.nn.functional.logsigmoid(l - w).mean(), "swapped"),
+    ("check_ranking_to_pairs", lambda r: [(r[i], r[i + 1]) for i in range(len(r) - 1)], "neighbouring"),
+    ("check_gae", lambda r, v, g, l, m: (losses.gae(r, v, g, l, m)[0],) * 2, "returns are the advantages"),
+    ("check_ppo_clip_loss", lambda lp, old, a, m, eps: (-a * (lp - old).exp() * m).sum() / m.sum(), "no clipping"),
+    ("check_kl_penalized_rewards", lambda s, lp, ref, m, b: losses.kl_penalized_rewards(s, ref, lp, m, b),
+     "wrong sign"),
+    ("check_dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(b * (pc - pr)).mean(),
+     "left out the reference"),
+    ("check_implicit_reward", lambda pi, ref, beta: pi.log() - ref.log(), "left out β"),
+])
+def test_checks_name_the_mistake(check, wrong, says):
+    with pytest.raises(labs.LabCheckError, match=says):
+        getattr(labs, check)(wrong)
+
+
+def test_checks_explain_unwritten_and_missing_functions(tmp_path, monkeypatch):
+    def stub(*args):
+        raise NotImplementedError()
+    with pytest.raises(labs.LabCheckError, match="still raises NotImplementedError"):
+        labs.check_masked_nll(stub)
+    nb = nbformat.read(source_notebook("lab1_sft"), 4)
+    nb.cells = [c for c in nb.cells if c.metadata["nbgrader"]["grade_id"] != "masked_nll"]
+    cell(nb, "response_mask").cell_type = "markdown"
+    cell(nb, "response_mask").pop("outputs"), cell(nb, "response_mask").pop("execution_count")
+    nbformat.write(nb, tmp_path / "lab1_sft.ipynb")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(labs.LabCheckError, match="'masked_nll' has been deleted") as err:
+        labs.start("lab1_sft")
+    assert "'response_mask' was changed to a markdown cell" in str(err.value)
+    with pytest.raises(labs.LabCheckError, match="`masked_nll` is not defined: the cell 'masked_nll' has been deleted"):
+        labs.check_masked_nll()
+
+
+# --- the instructor's workflow, end to end (one nbgrader run per step for all labs) -----------
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """Release every lab; hand in the solution (student `solution`), the untouched release
+    (`untouched`), lab 1 with a plausible bug (`buggy`) and lab 1 with an endless loop (`looping`);
+    autograde, generate feedback, export grades."""
+    root = copy_course(tmp_path_factory.mktemp("course"))
+    for lab in LABS:
+        nbgrader(root, "generate_assignment", lab, "--force")
+        submit(root, "solution", lab, source_notebook(lab, root))
+        submit(root, "untouched", lab, root / "release" / lab / f"{lab}.ipynb")
+    release1 = root / "release" / "lab1_sft" / "lab1_sft.ipynb"
+    submit(root, "buggy", "lab1_sft", release1, {"response_mask": solution_code("lab1_sft", "response_mask"),
+                                                 "masked_nll": PER_SEQUENCE_NLL})
+    submit(root, "looping", "lab1_sft", release1, {"response_mask": solution_code("lab1_sft", "response_mask"),
+                                                   "masked_nll": ENDLESS + solution_code("lab1_sft", "masked_nll")})
+    for lab in LABS:
+        # lab 1 runs under a short per-cell limit so the looping submission costs seconds, not minutes
+        extra = [f"--Execute.timeout={LOOP_TIMEOUT_S}"] if lab == "lab1_sft" else []
+        nbgrader(root, "autograde", lab, "--create", *extra)
+        nbgrader(root, "generate_feedback", lab)
+    nbgrader(root, "export")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_release_has_stubs_and_no_solutions_or_hidden_tests(course, lab):
+    text = (course / "release" / lab / f"{lab}.ipynb").read_text()
+    release = nbformat.reads(text, 4)
+    n_solutions = sum(1 for g in labs.REQUIRED_CELLS[lab] if not g.startswith("test_"))
+    assert sum("raise NotImplementedError()" in c.source for c in release.cells) == n_solutions
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "labs.hidden_"):
+        assert marker not in text
+    leaked = [line for line in hidden_text(lab) if line in text]
+    assert not leaked, f"solution or hidden-test text in the release: {leaked}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_solution_gets_full_marks_and_the_untouched_release_none(course, lab):
+    grades = read_grades(course)
+    score, top = grades[("solution", lab)]
+    assert top > 0 and score == top, f"the instructor's solution scored {score}/{top}"
+    assert grades[("untouched", lab)] == (0.0, top)
+
+
+@pytest.mark.slow
+def test_plausible_bug_gets_partial_marks_and_specific_feedback(course):
+    score, top = read_grades(course)[("buggy", "lab1_sft")]
+    assert 0 < score < top
+    feedback = (course / "feedback" / "buggy" / "lab1_sft" / "lab1_sft.html").read_text()
+    assert "averaged over each sequence" in feedback
+
+
+@pytest.mark.slow
+def test_endless_loop_fails_its_cell_not_the_grading_run(course):
+    grades = read_grades(course)
+    score, top = grades[("looping", "lab1_sft")]
+    assert score < top  # masked_nll never got defined: its test and the training check fail
+    graded = json.loads((course / "autograded" / "looping" / "lab1_sft" / "lab1_sft.ipynb").read_text())
+    errors = [o.get("ename") for c in graded["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert "CellTimeoutError" in errors
+    assert grades[("solution", "lab1_sft")] == (top, top)  # the same run went on to grade the others
