@@ -2,7 +2,8 @@
 
 Starts `jupyter lab` on a free local port (no token) over a copy of chapter 0, drives the system
 Chromium with Playwright: runs the notebook, ticks the three steps of RLHF, clicks Check, reads
-the feedback, then answers a second question wrongly and reads that feedback too. Checks that the
+the feedback, answers a second question wrongly and reads that feedback too, and answers a
+third with the keyboard alone. Checks that the
 attempts reached the progress file and saves a screenshot under test-artifacts/.
 
 Without Chromium the test is skipped with the reason — except under CI (CI=true), where a missing
@@ -113,6 +114,7 @@ def test_quiz_in_jupyterlab(lab):
     entries = saved["chapters"]["00"]["questions"]
     assert entries["rlhf-pipeline"]["correct"] is True
     assert entries["cai-difference"]["attempts"][-1]["correct"] is False
+    assert entries["rl-technique"]["correct"] is True
 
 
 def _answer_quiz(page, url: str) -> None:
@@ -147,4 +149,17 @@ def _answer_quiz(page, url: str) -> None:
     wrong = cai.locator(".alignlab-quiz-feedback").filter(has_text="Not quite")
     wrong.wait_for(timeout=20_000)
     assert "RLAIF" in wrong.inner_text()
-    first_quiz.scroll_into_view_if_needed()
+
+    # Keyboard only: focus the first option, Space selects it, Tab on to Check, Enter presses it.
+    rl = first_quiz.locator(".widget-vbox").filter(has_text="Which RL technique").first
+    button = rl.get_by_role("button", name="Check")
+    rl.get_by_role("radio").first.focus()
+    page.keyboard.press("Space")
+    for _ in range(6):  # past the other options (each radio is a tab stop in ipywidgets)
+        page.keyboard.press("Tab")
+        if button.evaluate("b => b === document.activeElement"):
+            break
+    else:
+        pytest.fail("Tab never reached the Check button")
+    page.keyboard.press("Enter")
+    rl.locator(".alignlab-quiz-feedback").filter(has_text="Correct").wait_for(timeout=20_000)

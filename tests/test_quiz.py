@@ -203,6 +203,11 @@ def test_unknown_chapter_or_question_shows_a_message(home):
         assert shown._repr_mimebundle_()["text/plain"] == shown.text
 
 
+def test_chapter_by_number_or_name(home):
+    for given in ("02", 2, "2", "02_bradley_terry", "bradley_terry", "Bradley-Terry"):
+        assert quiz(given).bank.chapter == "02"
+
+
 def test_plain_text_output_is_stable(home):
     first = quiz("01")._repr_mimebundle_()["text/plain"]
     quiz("01")["ce-entropy"].input.value = "1.04"

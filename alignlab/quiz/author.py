@@ -69,6 +69,7 @@ def build_bank(source: dict, salt: str) -> dict:
     return {
         "format": FORMAT,
         "chapter": source["chapter"],
+        "name": source.get("name", ""),
         "title": source["title"],
         "note": "Answers and feedback are salted hashes or encoded: a speed bump, not security. "
                 "Instructors edit the readable source in quizzes/ and rebuild.",
@@ -85,6 +86,7 @@ def build(source_path: Path, bank_dir: Path = BANK_DIR) -> tuple[Path, str]:
     """Encode one source; returns (bank path, text). Reuses the existing bank's salt."""
     source = yaml.safe_load(source_path.read_text(encoding="utf-8"))
     source["chapter"] = f"{int(source['chapter']):02d}"
+    source.setdefault("name", source_path.stem.split("_", 1)[-1])  # 02_bradley_terry → bradley_terry
     path = bank_dir / f"{source['chapter']}.json"
     salt = json.loads(path.read_text())["salt"] if path.exists() else secrets.token_hex(8)
     return path, render(build_bank(source, salt))

@@ -107,11 +107,19 @@ def chapters() -> list[str]:
     return sorted(p.stem for p in BANK_DIR.glob("*.json"))
 
 
+def _by_name(name: str) -> str:
+    for cid in chapters():
+        if json.loads(bank_path(cid).read_text(encoding="utf-8")).get("name") == name:
+            return cid
+    raise QuizError(f"{name!r} is not a chapter: use its number, e.g. quiz('02'), or its name, "
+                    "e.g. quiz('bradley_terry').")
+
+
 def chapter_id(chapter: str | int) -> str:
-    """'2', 2, '02' and '02_bradley_terry' all mean chapter '02'."""
+    """'2', 2, '02', '02_bradley_terry' and 'bradley_terry' all mean chapter '02'."""
     m = re.match(r"\s*(\d+)", str(chapter))
     if m is None:
-        raise QuizError(f"{chapter!r} is not a chapter: use its number, e.g. quiz('02').")
+        return _by_name(str(chapter).strip().lower().replace(" ", "_").replace("-", "_"))
     cid = f"{int(m.group(1)):02d}"
     if not bank_path(cid).exists():
         raise QuizError(f"There is no quiz for chapter {cid}. Quizzes exist for chapters: "
