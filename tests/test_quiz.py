@@ -237,3 +237,18 @@ def test_two_kernels_recording_at_once_lose_nothing(home):
 def test_each_chapter_ends_with_its_quiz(nb):
     last = nbformat.read(nb, as_version=4).cells[-1]
     assert last.cell_type == "code" and f'quiz("{nb.name[:2]}")' in last.source
+
+
+def test_unreadable_progress_is_never_overwritten(home, monkeypatch):
+    home.mkdir(parents=True)
+    store.path().write_text("not json")
+
+    def refuse(*a, **k):
+        raise PermissionError("read-only home")
+    monkeypatch.setattr(store.Path, "replace", refuse)  # cannot be moved aside either
+    q = quiz("01")
+    assert "could not be read" in q._notices.value
+    q["prompt-mask"].input.value = "mask"
+    q["prompt-mask"].button.click()
+    assert "Correct" in q["prompt-mask"].feedback.value and "could not be saved" in q["prompt-mask"].feedback.value
+    assert store.path().read_text() == "not json"

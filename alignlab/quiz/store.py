@@ -86,8 +86,16 @@ def record(chapter: str, qid: str, n_questions: int, answer, correct: bool,
 
 
 def chapter(chapter: str, notices: list[str] | None = None) -> dict:
-    """Saved entries of one chapter's questions: {qid: {"attempts": [...], "correct": bool}}."""
-    return load(notices)["chapters"].get(chapter, {}).get("questions", {})
+    """Saved entries of one chapter's questions: {qid: {"attempts": [...], "correct": bool}}.
+    A progress file that cannot be read or moved (permissions, a full disk) gives {} and a notice:
+    the quiz still works, and `record` will refuse to overwrite that file."""
+    try:
+        return load(notices)["chapters"].get(chapter, {}).get("questions", {})
+    except OSError as e:
+        if notices is not None:
+            notices.append(f"Your saved quiz progress could not be read ({e}); answers will be checked "
+                           "but not saved until that is fixed.")
+        return {}
 
 
 def summary_rows(totals: dict[str, tuple[str, int]]) -> list[str]:
