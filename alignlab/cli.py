@@ -6,6 +6,7 @@
     alignlab zoo clean [--profile P] --yes # delete cached entries and runs
     alignlab quiz build [--check] [--source DIR]  # readable quiz sources → encoded banks
     alignlab quiz progress                 # your saved quiz scores, per chapter
+    alignlab lab check NOTEBOOK ...        # a lab notebook still has every graded cell
 """
 from __future__ import annotations
 
@@ -56,6 +57,23 @@ def _quiz(args) -> int:
     return 0
 
 
+def _lab(args) -> int:
+    from pathlib import Path
+
+    from . import labs
+    status = 0
+    for path in map(Path, args.notebooks):
+        lab = next((name for name in labs.LABS if path.name.startswith(name)), None)
+        if lab is None:
+            print(f"{path}: not one of the labs ({', '.join(labs.LABS)})", file=sys.stderr)
+            status = 2
+            continue
+        problems = labs.structure_problems(path, lab) if path.exists() else [f"{path} does not exist"]
+        print(f"{path}: " + ("ok" if not problems else "; ".join(problems)))
+        status = status or (1 if problems else 0)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alignlab", description="AlignLab command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--check", action="store_true", help="write nothing; exit 1 if a bank is out of step")
     q.add_argument("--source", help="folder of NN_name.yaml sources (default: the repository's quizzes/)")
     q.set_defaults(func=_quiz)
+    lab = sub.add_parser("lab", help="check lab notebooks before submitting or grading (nbgrader does the rest)")
+    lab.add_argument("action", choices=["check"])
+    lab.add_argument("notebooks", nargs="+", help="lab notebooks, e.g. submitted/*/lab1_sft/lab1_sft.ipynb")
+    lab.set_defaults(func=_lab)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "zoo" and not any(x.startswith("-") for x in extra):
         args.names += extra  # argparse leaves names that come after an option unparsed
