@@ -48,6 +48,8 @@ def test_source_notebook_metadata(lab):
         if grade_id.startswith("test_"):
             assert meta["grade"] and meta["locked"] and meta["points"] > 0 and not meta["solution"]
             assert "labs.check_" in c.source, "a test cell gives feedback through a check, not a bare assert"
+            if grade_id.removeprefix("test_") in labs.REQUIRED_CELLS[lab]:  # a function's test, not a run's
+                assert "### BEGIN HIDDEN TESTS" in c.source
         else:
             assert meta["solution"] and not meta["grade"] and not meta["locked"]
             assert "### BEGIN SOLUTION" in c.source and "### END SOLUTION" in c.source
@@ -86,9 +88,11 @@ def test_checks_accept_the_reference(capsys):
     labs.check_dpo_loss(lambda *a: losses.dpo_loss(*a)[0])
     labs.check_implicit_reward(lambda pi, ref, beta: beta * (pi.log() - ref.log()))
     labs.hidden_masked_nll(labs.sft.reference_masked_nll, seed=1)
-    labs.hidden_ppo({"kl_penalized_rewards": losses.kl_penalized_rewards, "gae": losses.gae,
-                     "ppo_clip_loss": lambda *a: losses.ppo_clip_loss(*a)[0]}, seed=1)
-    assert capsys.readouterr().out.count("✓") == 13
+    labs.hidden_kl_penalized_rewards(losses.kl_penalized_rewards, seed=1)
+    labs.hidden_gae(losses.gae, seed=1)
+    labs.hidden_ppo_clip_loss(lambda *a: losses.ppo_clip_loss(*a)[0], seed=1)
+    labs.hidden_implicit_reward(lambda pi, ref, beta: beta * (pi.log() - ref.log()), seed=1)
+    assert capsys.readouterr().out.count("✓") == 14
 
 
 def _nll(logits, labels):
@@ -96,7 +100,8 @@ def _nll(logits, labels):
 
 
 @pytest.mark.parametrize("check, wrong, says", [
-    ("check_masked_nll", lambda lo, la, m: ((_nll(lo, la) * m).sum(-1) / m.sum(-1)).mean(), "averaged over each sequence"),
+    ("check_masked_nll", lambda lo, la, m: ((_nll(lo, la) * m).sum(-1) / m.sum(-1)).mean(),
+     "averaged over each sequence"),
     ("check_masked_nll", lambda lo, la, m: (_nll(lo, la) * m).sum() / m.numel(), "divided by every position"),
     ("check_masked_nll", lambda lo, la, m: (_nll(lo, la) * m).sum(), "without dividing"),
     ("check_response_mask", lambda a, p: a.float(), "keeps the prompt"),

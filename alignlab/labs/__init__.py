@@ -16,10 +16,10 @@ from .sft import (batch_loss, check_masked_nll, check_response_mask, check_sft_r
                   hidden_response_mask, sft_batches, sft_loss)
 from .reward_model import (check_bradley_terry_loss, check_ranking_to_pairs, check_reward_model,
                            hidden_bradley_terry_loss, hidden_ranking_to_pairs, rm_batches, rm_loss)
-from .ppo import (check_gae, check_kl_penalized_rewards, check_ppo_clip_loss, check_ppo_run, check_ppo_update, hidden_ppo,
-                  ppo_objectives)
+from .ppo import (check_gae, check_kl_penalized_rewards, check_ppo_clip_loss, check_ppo_run, check_ppo_update,
+                  hidden_gae, hidden_kl_penalized_rewards, hidden_ppo_clip_loss, ppo_objectives)
 from .dpo import (check_dpo_loss, check_dpo_run, check_implicit_reward, dpo_train_loss, hidden_dpo_loss,
-                  preference_eval)
+                  hidden_implicit_reward, preference_eval)
 
 LABS = tuple(REQUIRED_CELLS)
 """The labs, in order (each is `labs/source/<name>/<name>.ipynb`)."""

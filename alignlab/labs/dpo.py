@@ -40,7 +40,8 @@ def check_dpo_loss(fn: Callable | None = None) -> None:
         mistake = diagnose(got, {
             "you left out the reference model: the implicit reward is β·(log π − log π_ref).":
                 -F.logsigmoid(beta * (pc - pr).double()).mean(),
-            "you swapped chosen and rejected: the loss is −log σ(β·(h_w − h_l)).": -F.logsigmoid(-beta * h).mean(),
+            "you swapped chosen and rejected: the loss is −log σ(β·(h_w − h_l)).":
+                -F.logsigmoid(-beta * h).mean(),
             "β is outside the sigmoid; it scales the implicit reward, inside: −log σ(β·h).":
                 -beta * F.logsigmoid(h).mean(),
             "you left out β.": -F.logsigmoid(h).mean(),
@@ -100,6 +101,16 @@ def check_implicit_reward(fn: Callable | None = None, beta: float = 0.5) -> None
     gap = float((p_true - p_hat).abs().max())
     return passed(f"r − r̂ = β log Z = {float(beta_log_z):.6f} for all {len(shift)} responses; Bradley-Terry "
                   f"preferences agree to {gap:.1e}: Z cancels")
+
+
+def hidden_implicit_reward(fn: Callable | None = None, seed: int = 0) -> None:
+    """implicit_reward against β·log(π/π_ref) on random distributions and β."""
+    def inputs(g: torch.Generator) -> tuple:
+        K = int(torch.randint(2, 12, (), generator=g))
+        pi, ref = (torch.softmax(torch.randn(K, generator=g, dtype=torch.float64) * 2, 0) for _ in range(2))
+        return pi, ref, float(0.05 + torch.rand((), generator=g))
+    compare_random("implicit_reward", student_function("implicit_reward", fn),
+                   lambda pi, ref, beta: beta * (pi.log() - ref.log()), inputs, seed, tol=1e-9)
 
 
 def dpo_train_loss(loss_fn: Callable, beta: float) -> LossFn:

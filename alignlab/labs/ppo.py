@@ -165,28 +165,38 @@ def _ppo_inputs(g: torch.Generator) -> tuple:
     return B, T, mask
 
 
-def hidden_ppo(fns: dict[str, Callable] | None = None, seed: int = 0) -> None:
-    """All three pieces against `alignlab.losses` on random padded batches."""
-    fns = fns or {}
-    get = {k: student_function(k, fns.get(k)) for k in ("kl_penalized_rewards", "gae", "ppo_clip_loss")}
+def _kl_inputs(g: torch.Generator) -> tuple:
+    B, T, m = _ppo_inputs(g)
+    return (torch.randn(B, generator=g), -torch.rand(B, T, generator=g) * 4, -torch.rand(B, T, generator=g) * 4,
+            m, float(torch.rand((), generator=g)))
 
-    def kl_in(g):
-        B, T, m = _ppo_inputs(g)
-        return (torch.randn(B, generator=g), -torch.rand(B, T, generator=g) * 4, -torch.rand(B, T, generator=g) * 4,
-                m, float(torch.rand((), generator=g)))
 
-    def gae_in(g):
-        B, T, m = _ppo_inputs(g)
-        return (torch.randn(B, T, generator=g), torch.randn(B, T, generator=g), float(0.5 + torch.rand((), generator=g) / 2),
-                float(torch.rand((), generator=g)), m)
+def _gae_inputs(g: torch.Generator) -> tuple:
+    B, T, m = _ppo_inputs(g)
+    return (torch.randn(B, T, generator=g), torch.randn(B, T, generator=g),
+            float(0.5 + torch.rand((), generator=g) / 2), float(torch.rand((), generator=g)), m)
 
-    def clip_in(g):
-        B, T, m = _ppo_inputs(g)
-        old = -torch.rand(B, T, generator=g) * 3
-        return (old + torch.randn(B, T, generator=g) * 0.3, old, torch.randn(B, T, generator=g), m, 0.2)
-    compare_random("kl_penalized_rewards", get["kl_penalized_rewards"], reference_kl_rewards, kl_in, seed)
-    compare_random("gae", get["gae"], reference_gae, gae_in, seed + 1)
-    return compare_random("ppo_clip_loss", get["ppo_clip_loss"], reference_clip, clip_in, seed + 2)
+
+def _clip_inputs(g: torch.Generator) -> tuple:
+    B, T, m = _ppo_inputs(g)
+    old = -torch.rand(B, T, generator=g) * 3
+    return old + torch.randn(B, T, generator=g) * 0.3, old, torch.randn(B, T, generator=g), m, 0.2
+
+
+def hidden_kl_penalized_rewards(fn: Callable | None = None, seed: int = 0) -> None:
+    """kl_penalized_rewards against `losses.kl_penalized_rewards` on random padded batches and β."""
+    compare_random("kl_penalized_rewards", student_function("kl_penalized_rewards", fn), reference_kl_rewards,
+                   _kl_inputs, seed)
+
+
+def hidden_gae(fn: Callable | None = None, seed: int = 0) -> None:
+    """gae against `losses.gae` on random padded batches, γ and λ."""
+    compare_random("gae", student_function("gae", fn), reference_gae, _gae_inputs, seed)
+
+
+def hidden_ppo_clip_loss(fn: Callable | None = None, seed: int = 0) -> None:
+    """ppo_clip_loss against `losses.ppo_clip_loss` on random padded batches."""
+    compare_random("ppo_clip_loss", student_function("ppo_clip_loss", fn), reference_clip, _clip_inputs, seed)
 
 
 def ppo_objectives(kl_penalized_rewards: Callable, gae: Callable, ppo_clip_loss: Callable) -> Objectives:
@@ -208,7 +218,8 @@ def check_ppo_update(objectives: Objectives, policy_path, rm_path, prompts: list
     from .. import models, ppo, reward
     params = []
     for obj in (objectives, Objectives()):
-        (policy, tok), (ref, _) = models.load(policy_path, dtype=torch.float32), models.load(policy_path, dtype=torch.float32)
+        policy, tok = models.load(policy_path, dtype=torch.float32)
+        ref, _ = models.load(policy_path, dtype=torch.float32)
         rm, _ = reward.load_reward_model(rm_path)
         ppo.train_ppo(policy, ref, ppo.value_model_from(rm_path), tok, prompts, ppo.rm_reward_fn(rm, tok),
                       config, objectives=obj)

@@ -40,8 +40,10 @@ def check_bradley_terry_loss(fn: Callable | None = None) -> None:
     if not close(got, want):
         d = (r_w - r_l).double()
         mistake = diagnose(got, {
-            "you swapped chosen and rejected: the loss is −log σ(r_chosen − r_rejected).": -F.logsigmoid(-d).mean(),
-            "the sign is flipped: the loss is the NEGATIVE log-likelihood, −log σ(r_w − r_l).": F.logsigmoid(d).mean(),
+            "you swapped chosen and rejected: the loss is −log σ(r_chosen − r_rejected).":
+                -F.logsigmoid(-d).mean(),
+            "the sign is flipped: the loss is the NEGATIVE log-likelihood, −log σ(r_w − r_l).":
+                F.logsigmoid(d).mean(),
             "you summed over pairs; average instead, so the loss (and learning rate) does not depend on the "
             "batch size (off by a factor of 6 here).": -F.logsigmoid(d).sum(),
             "you forgot the log: the loss is −log σ(r_w − r_l), not −σ(r_w − r_l).": -torch.sigmoid(d).mean(),
@@ -53,9 +55,9 @@ def check_bradley_terry_loss(fn: Callable | None = None) -> None:
                             + ratio_hint(got, want))
     if not out.requires_grad:
         raise LabCheckError("bradley_terry_loss: right value, but no gradient flows to the rewards.")
-    big = as_tensor("bradley_terry_loss", call("bradley_terry_loss", fn, torch.tensor([-60.0, 60.0]),
-                                               torch.tensor([60.0, -60.0])), ())
-    if not torch.isfinite(big) or not close(big, reference_bt(torch.tensor([-60.0, 60.0]), torch.tensor([60.0, -60.0]))):
+    far_w, far_l = torch.tensor([-60.0, 60.0]), torch.tensor([60.0, -60.0])
+    big = as_tensor("bradley_terry_loss", call("bradley_terry_loss", fn, far_w, far_l), ())
+    if not torch.isfinite(big) or not close(big, reference_bt(far_w, far_l)):
         raise LabCheckError(f"bradley_terry_loss: gives {float(big)} when the rejected response's reward is 120 "
                             "higher (expected 60.0): log(sigmoid(x)) underflows for very negative x; "
                             "use torch.nn.functional.logsigmoid.")

@@ -48,7 +48,8 @@ def check_response_mask(fn: Callable | None = None) -> None:
             (t >= prompts[:, None]).double(),
         "off by one: the first response token sits at index prompt_length, so the condition is t ≥ prompt_length.":
             ((t > prompts[:, None]) & attn.bool()).double(),
-        "off by one: index prompt_length − 1 is the prompt's last token, not a response token; use t ≥ prompt_length.":
+        "off by one: index prompt_length − 1 is the prompt's last token, not a response token; "
+        "use t ≥ prompt_length.":
             ((t >= prompts[:, None] - 1) & attn.bool()).double(),
         "your mask is reversed: it marks the prompt; it should mark the response.":
             ((t < prompts[:, None]) & attn.bool()).double(),
