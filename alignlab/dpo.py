@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from . import losses
+from . import losses, world
 from .models import encode_dialog, right_pad
 from .reward import Group
 from .train import Batch, BatchFn, TrainConfig, _rows, train
@@ -29,9 +29,28 @@ from .train import Batch, BatchFn, TrainConfig, _rows, train
 Pair = tuple[str, str, str]  # (prompt, chosen, rejected)
 
 
-def preference_pairs(groups: list[Group]) -> list[Pair]:
-    """Every (winner, loser) pair of each ranked group, as text."""
-    return [(g.prompt, g.responses[w], g.responses[l]) for g in groups for w, l in g.pairs()]
+def preference_pairs(groups: list[Group], min_gap: int = 1) -> list[Pair]:
+    """The (winner, loser) pairs of each ranked group, as text: every pair (`min_gap` = 1, the
+    C(K, 2) of InstructGPT) or only those at least `min_gap` places apart in the ranking. A noisy
+    labeler's far-apart pairs are its most reliable ones (`label_quality_by_gap` measures how much)."""
+    return [(g.prompt, g.responses[g.ranking[i]], g.responses[g.ranking[j]])
+            for g in groups if g.ranking is not None
+            for i in range(len(g.ranking)) for j in range(i + min_gap, len(g.ranking))]
+
+
+def label_quality_by_gap(groups: list[Group], gaps: tuple[int, ...] = (1, 2, 3, 4, 5, 6)) -> list[dict]:
+    """For pairs at least `gap` places apart in the labeler's ranking: how many there are, and the
+    fraction whose label agrees with the gold reward (`agree`), contradicts it (`disagree`) or
+    that gold scores as a tie (`tie`) — the label noise a preference method trains on."""
+    rows = []
+    for gap in gaps:
+        pairs = preference_pairs(groups, gap)
+        if not pairs:
+            break
+        d = torch.tensor([world.gold_reward(p, c) - world.gold_reward(p, r) for p, c, r in pairs])
+        rows.append({"min_gap": gap, "pairs": len(pairs), "agree": (d > 0).float().mean().item(),
+                     "tie": (d == 0).float().mean().item(), "disagree": (d < 0).float().mean().item()})
+    return rows
 
 
 def pair_batch(tokenizer, pairs: list[Pair]) -> Batch:

@@ -186,8 +186,8 @@ def _register_beta_sweep() -> None:
 _register_beta_sweep()
 
 
-DPO_FIELDS = ("dpo_steps", "dpo_batch", "dpo_lr", "eval_prompts_per_family", "eval_samples_per_prompt",
-              "max_new_tokens", "gen_batch")
+DPO_FIELDS = ("dpo_steps", "dpo_batch", "dpo_lr", "dpo_min_gap", "eval_prompts_per_family",
+              "eval_samples_per_prompt", "max_new_tokens", "gen_batch")
 FAMILY = {"ipo": {"beta": 0.1}, "simpo": {"beta": 2.0, "gamma": 1.0}, "orpo": {"beta": 0.1}, "kto": {"beta": 0.1}}
 """Chapter 4's family runs and their hyperparameters (β is IPO's τ and ORPO's λ)."""
 
@@ -203,12 +203,16 @@ def policy_report(policy, ref, tok, profile: Profile) -> dict:
             "by_family": res.by_family()}
 
 
-def _build_preference(name: str, method: str, out: Path, profile: Profile, deps: dict[str, Entry], **kw) -> dict:
-    """A chapter-4 run from the SFT model on the typical labeler's rankings of rm_data."""
+def _build_preference(name: str, method: str, out: Path, profile: Profile, deps: dict[str, Entry],
+                      min_gap: int | None = None, **kw) -> dict:
+    """A chapter-4 run from the SFT model on the typical labeler's rankings of rm_data, on pairs at
+    least `min_gap` (default: the profile's `dpo_min_gap`) places apart in each ranking."""
     from . import dpo
+    min_gap = profile.dpo_min_gap if min_gap is None else min_gap
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
+    # only pairs far apart in the ranking: their labels agree with gold far more often (chapter 4, §5)
     pairs = dpo.preference_pairs(reward.rank_groups(reward.load_groups(deps["rm_data"].path)["train"],
-                                                    world.Labeler(seed=0)))
+                                                    world.Labeler(seed=0)), min_gap=min_gap)
     # one pass over a random subset as large as the run uses: the reference pass costs as much
     # as training, so it is spent only on pairs the run will see
     n = min(len(pairs), profile.dpo_steps * profile.dpo_batch)
@@ -222,7 +226,7 @@ def _build_preference(name: str, method: str, out: Path, profile: Profile, deps:
                                     batch_size=profile.dpo_batch, **kw)
     models.save(policy, tok, out)
     shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
-    return {"history": history, "method": method, "hyper": kw, "pairs": len(pairs),
+    return {"history": history, "method": method, "hyper": kw, "pairs": len(pairs), "min_gap": min_gap,
             "report": policy_report(policy, ref, tok, profile)}
 
 
@@ -238,6 +242,9 @@ def _register_preference_runs() -> None:
                  why=f"DPO with β = {beta:g}", used_by=lambda p, beta=beta: beta in p.dpo_betas)(
             lambda out, profile, deps, beta=beta: _build_preference(dpo_beta_name(beta), "dpo", out, profile,
                                                                     deps, beta=beta))
+    register("dpo_all_pairs", deps=("sft", "rm_data"), version="1", fields=DPO_FIELDS,
+             why="DPO with β = 0.1 on all C(K, 2) pairs (chapter 4 compares the pair choice)")(
+        lambda out, profile, deps: _build_preference("dpo_all_pairs", "dpo", out, profile, deps, min_gap=1, beta=0.1))
     for method, kw in FAMILY.items():
         register(method, deps=("sft", "rm_data"), version="2", fields=DPO_FIELDS, why=f"{method.upper()} (chapter 4)")(
             lambda out, profile, deps, method=method, kw=kw: _build_preference(method, method, out, profile, deps, **kw))

@@ -154,3 +154,23 @@ def test_first_step_equals_a_hand_computed_update(tok):
     dpo.train_preferences(policy, tok, pairs, ref_lp, config, method="dpo", beta=0.2, batch_size=len(pairs))
     for a, b in zip(hand.parameters(), policy.parameters()):
         assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+
+
+def test_preference_pairs_by_rank_gap():
+    g = Group("p", ["a", "b", "c", "d"], ranking=[2, 0, 3, 1])  # c > a > d > b
+    assert dpo.preference_pairs([g]) == [("p", x, y) for x, y in
+                                         [("c", "a"), ("c", "d"), ("c", "b"), ("a", "d"), ("a", "b"), ("d", "b")]]
+    assert dpo.preference_pairs([g], min_gap=2) == [("p", "c", "d"), ("p", "c", "b"), ("p", "a", "b")]
+    assert dpo.preference_pairs([g], min_gap=4) == []
+
+
+def test_far_apart_labels_agree_with_gold_more_often():
+    rng, groups = random.Random(3), []
+    for p in world.preference_prompts(150, seed=3):
+        resp = list(dict.fromkeys(world.sample_response(p, rng)[1] for _ in range(6)))
+        if len(resp) >= 5:
+            groups.append(Group(p, resp))
+    rows = dpo.label_quality_by_gap(rank_groups(groups, world.Labeler(seed=1)), gaps=(1, 4))
+    assert [r["min_gap"] for r in rows] == [1, 4] and rows[0]["pairs"] > rows[1]["pairs"]
+    assert all(abs(r["agree"] + r["tie"] + r["disagree"] - 1) < 1e-6 for r in rows)
+    assert rows[1]["agree"] > rows[0]["agree"]
