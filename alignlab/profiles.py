@@ -67,7 +67,8 @@ class Profile:
     dpo_batch: int = field(default=16, metadata={"help": "Preference pairs per step."})
     dpo_lr: float = field(default=1e-4, metadata={"help": "Learning rate of DPO and its family."})
     dpo_betas: tuple[float, ...] = field(default=(0.03, 0.1, 0.3), metadata={"help": "DPO's β sweep (the frontier)."})
-    dpo_min_gap: int = field(default=4, metadata={"help": "Train on pairs at least this many places apart in the labeler's ranking (its most reliable labels)."})
+    dpo_min_gap: int = field(default=4, metadata={
+        "help": "Train on pairs at least this many places apart in the labeler's ranking (its most reliable labels)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
     gen_batch: int = field(default=256, metadata={"help": "Sequences per generation batch."})
 

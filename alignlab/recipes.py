@@ -244,7 +244,8 @@ def _register_preference_runs() -> None:
                                                                     deps, beta=beta))
     register("dpo_all_pairs", deps=("sft", "rm_data"), version="1", fields=DPO_FIELDS,
              why="DPO with β = 0.1 on all C(K, 2) pairs (chapter 4 compares the pair choice)")(
-        lambda out, profile, deps: _build_preference("dpo_all_pairs", "dpo", out, profile, deps, min_gap=1, beta=0.1))
+        lambda out, profile, deps: _build_preference("dpo_all_pairs", "dpo", out, profile, deps,
+                                                     min_gap=1, beta=0.1))
     for method, kw in FAMILY.items():
         register(method, deps=("sft", "rm_data"), version="2", fields=DPO_FIELDS, why=f"{method.upper()} (chapter 4)")(
             lambda out, profile, deps, method=method, kw=kw: _build_preference(method, method, out, profile, deps, **kw))

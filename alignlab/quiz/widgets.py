@@ -83,7 +83,8 @@ class QuestionView:
             self.feedback.value = _line("ok", f"✔ Correct.{extra}" + (f"<br>{markup(why)}" if why else ""))
         else:
             hint = self.bank.reveal(self.q, "hint")
-            self.feedback.value = _line("wrong", f"✘ Not quite.{extra}" + (f"<br>Hint: {markup(hint)}" if hint else ""))
+            hint = f"<br>Hint: {markup(hint)}" if hint else ""
+            self.feedback.value = _line("wrong", f"✘ Not quite.{extra}{hint}")
 
     def submit(self) -> Verdict | None:
         """Check the current answer, save the attempt, show feedback; never raises."""
