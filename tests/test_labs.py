@@ -122,6 +122,33 @@ def test_checks_name_the_mistake(check, wrong, says):
         getattr(labs, check)(wrong)
 
 
+def _ppo_run(tok, tmp_path, objectives):
+    """Two iterations of PPO on a tiny model; returns the policy's parameters afterwards."""
+    from alignlab import models, ppo, reward, world
+    from conftest import TINY
+    if not (tmp_path / "rm").exists():
+        models.save(models.build_model(TINY, tok, seed=0), tok, tmp_path / "lm")
+        rm = reward.reward_model_from(tmp_path / "lm", device="cpu")
+        torch.nn.init.normal_(rm.score.weight, std=0.1)
+        rm.save_pretrained(tmp_path / "rm")
+    (policy, _), (ref, _) = (models.load(tmp_path / "lm", device="cpu", dtype=torch.float32) for _ in range(2))
+    config = ppo.PPOConfig(steps=2, batch_size=8, minibatch_size=8, max_new_tokens=8, lr=1e-3, progress=False)
+    ppo.train_ppo(policy, ref, ppo.value_model_from(tmp_path / "rm", device="cpu"), tok,
+                  world.preference_prompts(8), ppo.gold_reward_fn, config, objectives=objectives)
+    return torch.cat([p.detach().flatten() for p in policy.parameters()])
+
+
+def test_ppo_trainer_uses_the_objectives_it_is_given(tok, tmp_path):
+    from alignlab import models, ppo
+    default = _ppo_run(tok, tmp_path, ppo.Objectives())
+    student = labs.ppo_objectives(losses.kl_penalized_rewards, losses.gae, lambda *a: losses.ppo_clip_loss(*a)[0])
+    assert torch.allclose(_ppo_run(tok, tmp_path, student), default, atol=1e-6)
+    initial = torch.cat([p.detach().flatten() for p in models.load(tmp_path / "lm", device="cpu")[0].parameters()])
+    frozen = labs.ppo_objectives(losses.kl_penalized_rewards, losses.gae, lambda lp, *a: 0 * lp.sum())
+    assert torch.equal(_ppo_run(tok, tmp_path, frozen), initial)  # no policy gradient: the policy stays put
+    assert not torch.allclose(default, initial)
+
+
 def test_checks_explain_unwritten_and_missing_functions(tmp_path, monkeypatch):
     def stub(*args):
         raise NotImplementedError()
