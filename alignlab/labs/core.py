@@ -38,7 +38,8 @@ def start(lab: str, notebook: str | Path | None = None) -> None:
     _ACTIVE["notebook"] = str(notebook or f"{lab}.ipynb")
     problems = structure_problems(_ACTIVE["notebook"], lab)
     if problems:
-        raise LabCheckError("This notebook is missing cells the grader needs:\n  - " + "\n  - ".join(problems)
+        raise LabCheckError("Cells the grader needs are missing or changed in this notebook (as last saved):"
+                            "\n  - " + "\n  - ".join(problems)
                             + "\nRestore them (Edit → Undo Delete Cells, or copy them from a fresh copy of "
                               "the lab) before you submit.")
     print(f"{lab}: ready ({len(REQUIRED_CELLS[lab])} graded cells in place)")
