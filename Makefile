@@ -70,6 +70,7 @@ book-outputs: $(STAMP)
 	  env -u MPLBACKEND ALIGNLAB_PROFILE=$(PROFILE) ALIGNLAB_HOME="$$home" \
 	    $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
+	  $(BIN)/alignlab quiz clear-outputs "$$nb" || exit 1; \
 	done
 
 bench: $(STAMP)

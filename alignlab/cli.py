@@ -6,6 +6,7 @@
     alignlab zoo clean [--profile P] --yes # delete cached entries and runs
     alignlab quiz build [--check] [--source DIR]  # readable quiz sources → encoded banks
     alignlab quiz progress                 # your saved quiz scores, per chapter
+    alignlab quiz clear-outputs NB ...     # strip executed quiz cells and widget state from notebooks
     alignlab lab check NOTEBOOK ...        # a lab notebook still has every graded cell
 """
 from __future__ import annotations
@@ -47,6 +48,10 @@ def _quiz(args) -> int:
     if args.action == "progress":
         quiz.progress()
         return 0
+    if args.action == "clear-outputs":
+        for nb in args.notebooks:
+            print(f"{nb}: {author.clear_quiz_outputs(Path(nb))} quiz cell(s) cleared")
+        return 0
     stale = author.build_all(Path(args.source) if args.source else author.SOURCE_DIR, check=args.check)
     for s in stale:
         print(("out of step: " if args.check else "built: ") + s)
@@ -87,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     z.add_argument("--yes", action="store_true", help="confirm `clean`")
     z.set_defaults(func=_zoo)
     q = sub.add_parser("quiz", help="build quiz banks from their sources, or show your progress")
-    q.add_argument("action", choices=["build", "progress"])
+    q.add_argument("action", choices=["build", "progress", "clear-outputs"])
+    q.add_argument("notebooks", nargs="*", help="notebooks for `clear-outputs`")
     q.add_argument("--check", action="store_true", help="write nothing; exit 1 if a bank is out of step")
     q.add_argument("--source", help="folder of NN_name.yaml sources (default: the repository's quizzes/)")
     q.set_defaults(func=_quiz)

@@ -253,3 +253,15 @@ def test_unreadable_progress_is_never_overwritten(home, monkeypatch):
     q["prompt-mask"].button.click()
     assert "Correct" in q["prompt-mask"].feedback.value and "could not be saved" in q["prompt-mask"].feedback.value
     assert store.path().read_text() == "not json"
+
+
+def test_clear_quiz_outputs(tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"widgets": {"state": {}}})
+    nb.cells = [nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")]),
+                nbformat.v4.new_code_cell('from alignlab.quiz import quiz\n\nquiz("02")', execution_count=3,
+                                          outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "Quiz"})])]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    assert author.clear_quiz_outputs(path) == 1
+    back = nbformat.read(path, as_version=4)
+    assert back.cells[0].outputs and not back.cells[1].outputs and "widgets" not in back.metadata

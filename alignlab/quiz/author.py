@@ -105,3 +105,18 @@ def build_all(source_dir: Path = SOURCE_DIR, bank_dir: Path = BANK_DIR, check: b
             tmp.write_text(text, encoding="utf-8")
             tmp.replace(path)
     return stale
+
+
+def clear_quiz_outputs(path: Path) -> int:
+    """Drop an executed notebook's quiz outputs and saved widget state, in place; returns how many
+    quiz cells were cleared. A committed notebook shows no stale quiz (widget views do not survive
+    without their kernel), and its file stays free of per-run widget ids."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    n = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "alignlab.quiz import quiz" in cell.source and cell.outputs:
+            cell.outputs, cell.execution_count, n = [], None, n + 1
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, path)
+    return n
