@@ -17,6 +17,7 @@ import random
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -157,12 +158,16 @@ def take_pairs(groups: list[Group], n: int, seed: int = 0) -> list[Group]:
     return out
 
 
-def group_batch(tokenizer, groups: list[Group]) -> Batch:
-    """One batch element per group: all responses of the groups as rows, and the pairs as row
-    indices. input_ids, attention_mask (N, T); chosen, rejected (P,) rows; count () = P."""
+def group_batch(tokenizer, groups: list[Group], pairs_fn: Callable[[list[int]], list[tuple[int, int]]]
+                = ranking_to_pairs) -> Batch:
+    """One batch element per group: all responses of the groups as rows, and the pairs
+    `pairs_fn(ranking)` gives as row indices (default: all C(K, 2)). input_ids, attention_mask
+    (N, T); chosen, rejected (P,) rows; count () = P."""
     chosen, rejected, base = [], [], 0
     for g in groups:
-        for w, l in g.pairs():
+        if g.ranking is None:
+            raise ValueError("this group has not been ranked yet; call rank_groups first")
+        for w, l in pairs_fn(list(g.ranking)):
             chosen.append(base + w)
             rejected.append(base + l)
         base += len(g.responses)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from ..reward import Group, encode_responses, flatten
+from ..reward import Group, group_batch
 from ..train import Batch, BatchFn, LossFn, _rows
 from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, diagnose, passed,
                    ratio_hint, student_function)
@@ -132,15 +132,7 @@ def rm_batches(tokenizer, groups: list[Group], groups_per_batch: int, pairs_fn: 
     """`reward.group_batches` with each group's pairs from `pairs_fn(ranking)`."""
     def batch_fn(i: int) -> Batch:
         chosen = [groups[j] for j in _rows(i, groups_per_batch, len(groups), seed).tolist()]
-        win, lose, base = [], [], 0
-        for g in chosen:
-            for w, l in pairs_fn(list(g.ranking)):
-                win.append(base + w)
-                lose.append(base + l)
-            base += len(g.responses)
-        ids, attn = encode_responses(tokenizer, *flatten(chosen))
-        return {"input_ids": ids, "attention_mask": attn, "chosen": torch.tensor(win),
-                "rejected": torch.tensor(lose), "count": torch.tensor(float(len(win)))}
+        return group_batch(tokenizer, chosen, pairs_fn)
     return batch_fn
 
 
