@@ -67,6 +67,8 @@ class Profile:
     dpo_batch: int = field(default=16, metadata={"help": "Preference pairs per step."})
     dpo_lr: float = field(default=1e-4, metadata={"help": "Learning rate of DPO and its family."})
     dpo_betas: tuple[float, ...] = field(default=(0.03, 0.1, 0.3), metadata={"help": "DPO's β sweep (the frontier)."})
+    dpo_seeds: int = field(default=3, metadata={
+        "help": "Seeds of the DPO runs that compare far-apart and all pairs."})
     dpo_min_gap: int = field(default=4, metadata={
         "help": "Train on pairs at least this many places apart in the labeler's ranking (its most reliable labels)."})
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
@@ -89,7 +91,7 @@ PROFILES: dict[str, Profile] = {
         rm_curve=(50, 300), rm_curve_seeds=2,
         ppo_steps=4, ppo_batch=16, ppo_minibatch=8, ppo_lr=1e-4, ppo_beta=0.05, ppo_target_kl=1.0,
         ppo_betas=(0.02, 0.2), ppo_sweep_steps=3, dpo_steps=6, dpo_batch=8, dpo_lr=1e-4, dpo_betas=(0.1, 0.3),
-        dpo_min_gap=2,
+        dpo_min_gap=2, dpo_seeds=2,
         ppo_eval_every=2,
         max_new_tokens=64, gen_batch=128,
     ),

@@ -204,9 +204,10 @@ def policy_report(policy, ref, tok, profile: Profile) -> dict:
 
 
 def _build_preference(name: str, method: str, out: Path, profile: Profile, deps: dict[str, Entry],
-                      min_gap: int | None = None, **kw) -> dict:
+                      min_gap: int | None = None, seed: int = 0, **kw) -> dict:
     """A chapter-4 run from the SFT model on the typical labeler's rankings of rm_data, on pairs at
-    least `min_gap` (default: the profile's `dpo_min_gap`) places apart in each ranking."""
+    least `min_gap` (default: the profile's `dpo_min_gap`) places apart in each ranking; `seed`
+    picks the subset of pairs and their order."""
     from . import dpo
     min_gap = profile.dpo_min_gap if min_gap is None else min_gap
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
@@ -216,23 +217,30 @@ def _build_preference(name: str, method: str, out: Path, profile: Profile, deps:
     # one pass over a random subset as large as the run uses: the reference pass costs as much
     # as training, so it is spent only on pairs the run will see
     n = min(len(pairs), profile.dpo_steps * profile.dpo_batch)
-    keep = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))[:n]
+    keep = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:n]
     pairs = [pairs[i] for i in sorted(keep.tolist())]
     ref_lp = dpo.reference_logps(ref, tok, pairs, with_mismatched=method == "kto")
     config = train.TrainConfig(steps=profile.dpo_steps, lr=profile.dpo_lr, warmup_steps=max(1, profile.dpo_steps // 10),
                                desc=f"{name} ({profile.name})", checkpoint_every=max(1, profile.dpo_steps // 3),
-                               checkpoint_dir=str(partial_dir(name, profile)), log_every=5)
+                               checkpoint_dir=str(partial_dir(name, profile)), log_every=5, seed=seed)
     history = dpo.train_preferences(policy, tok, pairs, ref_lp, config, method=method,
                                     batch_size=profile.dpo_batch, **kw)
     models.save(policy, tok, out)
     shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
-    return {"history": history, "method": method, "hyper": kw, "pairs": len(pairs), "min_gap": min_gap,
+    return {"history": history, "method": method, "hyper": kw, "pairs": len(pairs), "min_gap": min_gap, "seed": seed,
             "report": policy_report(policy, ref, tok, profile)}
 
 
 def dpo_beta_name(beta: float) -> str:
     """Zoo name of chapter 4's DPO run with this β."""
     return f"dpo_beta{beta:g}"
+
+
+def pair_choice_names(seed: int) -> dict[str, str]:
+    """Zoo names of chapter 4's DPO (β = 0.1) runs with this seed: on the profile's far-apart pairs
+    (`far`; seed 0 is the β sweep's own run) and on all pairs (`all`)."""
+    return {"far": dpo_beta_name(0.1) + (f"_seed{seed}" if seed else ""),
+            "all": "dpo_all_pairs" + (f"_seed{seed}" if seed else "")}
 
 
 def _register_preference_runs() -> None:
@@ -242,10 +250,17 @@ def _register_preference_runs() -> None:
                  why=f"DPO with β = {beta:g}", used_by=lambda p, beta=beta: beta in p.dpo_betas)(
             lambda out, profile, deps, beta=beta: _build_preference(dpo_beta_name(beta), "dpo", out, profile,
                                                                     deps, beta=beta))
-    register("dpo_all_pairs", deps=("sft", "rm_data"), version="1", fields=DPO_FIELDS,
-             why="DPO with β = 0.1 on all C(K, 2) pairs (chapter 4 compares the pair choice)")(
-        lambda out, profile, deps: _build_preference("dpo_all_pairs", "dpo", out, profile, deps,
-                                                     min_gap=1, beta=0.1))
+    for seed in range(max(p.dpo_seeds for p in PROFILES.values())):
+        for kind, name in pair_choice_names(seed).items():
+            if name == dpo_beta_name(0.1):
+                continue  # the β sweep's own run
+            gap = 1 if kind == "all" else None
+            register(name, deps=("sft", "rm_data"), version="1", fields=DPO_FIELDS,
+                     why=f"DPO with β = 0.1, {'all C(K, 2)' if gap == 1 else 'far-apart'} pairs, seed {seed} "
+                         "(chapter 4: which pairs, and how much one run varies)",
+                     used_by=lambda p, seed=seed: seed < p.dpo_seeds)(
+                lambda out, profile, deps, name=name, gap=gap, seed=seed: _build_preference(
+                    name, "dpo", out, profile, deps, min_gap=gap, seed=seed, beta=0.1))
     for method, kw in FAMILY.items():
         register(method, deps=("sft", "rm_data"), version="2", fields=DPO_FIELDS, why=f"{method.upper()} (chapter 4)")(
             lambda out, profile, deps, method=method, kw=kw: _build_preference(method, method, out, profile, deps, **kw))
