@@ -105,9 +105,9 @@ def test_parse_number(text, value):
     assert parse_number(text) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("text", ["", "  ", "abc", "1/0", "nan", True, "0.5.1"])
+@pytest.mark.parametrize("text", ["", "  ", "abc", "1/0", "nan", True, "0.5.1", "0,73", "1,000"])
 def test_parse_number_rejects_with_a_message(text):
-    with pytest.raises(QuizError, match="number|True/False"):
+    with pytest.raises(QuizError, match="number|True/False|commas"):
         parse_number(text)
 
 
@@ -265,3 +265,13 @@ def test_clear_quiz_outputs(tmp_path):
     assert author.clear_quiz_outputs(path) == 1
     back = nbformat.read(path, as_version=4)
     assert back.cells[0].outputs and not back.cells[1].outputs and "widgets" not in back.metadata
+
+
+def test_damaged_bank_shows_a_message(home, tmp_path, monkeypatch):
+    from alignlab.quiz import bank
+    broken = tmp_path / "banks"
+    broken.mkdir()
+    (broken / "02.json").write_text('{"format": "alignlab-quiz/1", "title": ')
+    monkeypatch.setattr(bank, "BANK_DIR", broken)
+    shown = quiz("02")
+    assert isinstance(shown, Message) and "could not be loaded" in shown.text

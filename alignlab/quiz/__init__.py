@@ -25,6 +25,9 @@ def quiz(chapter: str | int, questions: list[str] | None = None) -> Quiz | Messa
         return Quiz(load_bank(chapter), questions)
     except QuizError as e:
         return Message(str(e))
+    except (OSError, ValueError, KeyError) as e:  # a damaged bank file: say so, no traceback
+        return Message(f"The quiz for chapter {chapter!r} could not be loaded ({type(e).__name__}: {e}). "
+                       "Reinstall alignlab, or rebuild the banks with `alignlab quiz build`.")
 
 
 def progress() -> None:

@@ -78,15 +78,19 @@ def _check_many(bank: Bank, q: dict, answer) -> Verdict:
 
 
 def parse_number(text) -> float:
-    """A number from what a student typed: '0.73', '7.3e-1', '3/4', '73%' (→ 0.73), ' 15 '."""
+    """A number from what a student typed: '0.73', '7.3e-1', '3/4', '73%' (→ 0.73), ' 15 '. A comma
+    is refused with a message: '0,73' (a decimal comma) and '1,000' (a thousands separator) would
+    otherwise be read differently by different students."""
     if isinstance(text, bool):
         raise QuizError("Type a number, not True/False.")
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        s = str(text).strip().replace(",", "").replace("−", "-")
+        s = str(text).strip().replace("−", "-")
         if not s:
             raise QuizError("Type a number first.")
+        if "," in s:  # 0,73 or 1,000? Ask rather than guess.
+            raise QuizError(f"{text!r}: type numbers without commas, with a dot for decimals (e.g. 0.73).")
         percent = s.endswith("%")
         try:
             value = float(Fraction(s.rstrip("%").strip())) if re.fullmatch(r"[-+]?\d+\s*/\s*\d+%?", s) \
