@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import torch
 
@@ -117,6 +117,17 @@ def diagnose(out: torch.Tensor, candidates: dict[str, torch.Tensor], tol: float 
         if close(out, value, tol):
             return message
     return None
+
+
+def wrong(name: str, got: torch.Tensor, mistakes: dict[str, torch.Tensor], otherwise: str,
+          tol: float = 1e-4) -> NoReturn:
+    """Raise a wrong answer's feedback: the first known mistake `got` reproduces, else `otherwise`."""
+    raise LabCheckError(f"{name}: {diagnose(got, mistakes, tol) or otherwise}")
+
+
+def expected(got: torch.Tensor, want: torch.Tensor, where: str) -> str:
+    """"expected 0.6931 <where>, got 0.5000." and, when it applies, how many times off it is."""
+    return f"expected {float(want):.4f} {where}, got {float(got):.4f}." + ratio_hint(got, want)
 
 
 def ratio_hint(out: torch.Tensor, ref: torch.Tensor) -> str:

@@ -16,8 +16,8 @@ from .. import losses
 from ..bandit import Bandit
 from ..dpo import sequence_logps
 from ..train import Batch, LossFn
-from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, diagnose, passed,
-                   ratio_hint, student_function)
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
+                   student_function, wrong)
 
 REQUIRED_CELLS["lab4_dpo"] = {"dpo_loss": "code", "test_dpo_loss": "code", "implicit_reward": "code",
                               "test_implicit_reward": "code", "test_dpo_run": "code"}
@@ -37,7 +37,7 @@ def check_dpo_loss(fn: Callable | None = None) -> None:
     want = reference_dpo(pc, pr, rc, rr, beta)
     if not close(got, want):
         h = ((pc - rc) - (pr - rr)).double()
-        mistake = diagnose(got, {
+        wrong("dpo_loss", got, {
             "you left out the reference model: the implicit reward is β·(log π − log π_ref).":
                 -F.logsigmoid(beta * (pc - pr).double()).mean(),
             "you swapped chosen and rejected: the loss is −log σ(β·(h_w − h_l)).":
@@ -49,11 +49,7 @@ def check_dpo_loss(fn: Callable | None = None) -> None:
             "the sign is flipped: minimise −log σ(β·h).": F.logsigmoid(beta * h).mean(),
             "the reference log-ratio is the wrong way round: h = (log π(y_w) − log π_ref(y_w)) − "
             "(log π(y_l) − log π_ref(y_l)).": -F.logsigmoid(beta * ((pc + rc) - (pr + rr)).double()).mean(),
-        })
-        if mistake:
-            raise LabCheckError(f"dpo_loss: {mistake}")
-        raise LabCheckError(f"dpo_loss: expected {float(want):.4f} on four pairs, got {float(got):.4f}."
-                            + ratio_hint(got, want))
+        }, expected(got, want, "on four pairs"))
     if not out.requires_grad:
         raise LabCheckError("dpo_loss: right value, but no gradient reaches the policy's log-probs.")
     big = as_tensor("dpo_loss", call("dpo_loss", fn, torch.tensor([-300.0]), torch.tensor([-10.0]),
@@ -84,14 +80,13 @@ def check_implicit_reward(fn: Callable | None = None, beta: float = 0.5) -> None
     r_hat = as_tensor("implicit_reward", call("implicit_reward", fn, pi_star, bandit.ref, beta), (len(pi_star),))
     want = beta * (pi_star.log() - bandit.ref.log())
     if not close(r_hat, want, 1e-9):
-        mistake = diagnose(r_hat, {
+        wrong("implicit_reward", r_hat, {
             "you left out β: r̂ = β·log(π/π_ref).": pi_star.log() - bandit.ref.log(),
             "the ratio is upside down: r̂ = β·log(π/π_ref).": beta * (bandit.ref.log() - pi_star.log()),
             "you used π/π_ref without the log.": beta * pi_star / bandit.ref,
             "you added β·log Z: the implicit reward is β·log(π/π_ref) alone (log Z is what cancels).":
                 bandit.implied_reward(pi_star, beta),
-        }, tol=1e-7)
-        raise LabCheckError(f"implicit_reward: {mistake or 'wrong on the bandit; r̂(y) = β·log(π(y)/π_ref(y)).'}")
+        }, "wrong on the bandit; r̂(y) = β·log(π(y)/π_ref(y)).", tol=1e-7)
     shift = bandit.reward - r_hat  # (K,) should be β log Z everywhere
     beta_log_z = beta * bandit.log_partition(beta)
     if not torch.allclose(shift, beta_log_z.expand_as(shift), atol=1e-9):

@@ -12,8 +12,8 @@ import torch
 
 from .. import losses
 from ..ppo import Objectives
-from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, diagnose, passed,
-                   ratio_hint, student_function)
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
+                   student_function, wrong)
 
 REQUIRED_CELLS["lab3_ppo"] = {"kl_penalized_rewards": "code", "test_kl_penalized_rewards": "code",
                               "gae": "code", "test_gae": "code", "ppo_clip_loss": "code",
@@ -58,7 +58,7 @@ def check_kl_penalized_rewards(fn: Callable | None = None) -> None:
         out = pen.clone()
         out[rows, last if col is None else col] += e["scores"].double()
         return out
-    mistake = diagnose(got, {
+    wrong("kl_penalized_rewards", got, {
         "the KL penalty has the wrong sign: it is −β·(log π − log π_ref), a cost for moving away from π_ref.":
             with_score(beta * k1 * m),
         "you added the score at the last column; rows are right-padded, so it goes on each row's last "
@@ -69,11 +69,7 @@ def check_kl_penalized_rewards(fn: Callable | None = None) -> None:
             -beta * k1 * m + e["scores"].double()[:, None] * m,
         "the penalty is not masked: padding positions must be 0.": with_score(-beta * k1),
         "you left out β: the penalty is −β·(log π − log π_ref).": with_score(-k1 * m),
-    })
-    if mistake:
-        raise LabCheckError(f"kl_penalized_rewards: {mistake}")
-    raise LabCheckError(f"kl_penalized_rewards: wrong on the worked example.\nexpected =\n{want.numpy().round(4)}"
-                        f"\nyours =\n{got.numpy().round(4)}")
+    }, f"wrong on the worked example.\nexpected =\n{want.numpy().round(4)}\nyours =\n{got.numpy().round(4)}")
 
 
 def check_gae(fn: Callable | None = None) -> None:
@@ -89,7 +85,7 @@ def check_gae(fn: Callable | None = None) -> None:
     if not close(adv, want_adv):
         r, v, m = e["rewards"].double(), e["values"].double(), e["mask"].double()
         v_next = torch.cat([v[:, 1:] * m[:, 1:], torch.zeros(2, 1, dtype=v.dtype)], 1)
-        mistake = diagnose(adv, {
+        wrong("gae", adv, {
             "you ignored λ: that is the one-step TD error δ_t; GAE sums (γλ)^l δ_{t+l} backwards from the end.":
                 (r + gamma * v_next - v) * m,
             "you used λ = 1 (Monte Carlo returns minus V); weight later δ's by (γλ)^l.":
@@ -98,11 +94,8 @@ def check_gae(fn: Callable | None = None) -> None:
                 reference_gae(r, v, gamma, 1.0 / gamma, m)[0],
             "padding leaks in: the value after a row's last token is 0 (the episode ends); mask rewards, "
             "values and the recursion.": reference_gae(r, v, gamma, lam, None)[0] * m,
-        })
-        if mistake:
-            raise LabCheckError(f"gae: {mistake}")
-        raise LabCheckError(f"gae: advantages wrong on the worked example.\nexpected =\n{want_adv.numpy().round(4)}"
-                            f"\nyours =\n{adv.numpy().round(4)}")
+        }, f"advantages wrong on the worked example.\nexpected =\n{want_adv.numpy().round(4)}"
+           f"\nyours =\n{adv.numpy().round(4)}")
     if not close(ret, want_ret):
         if close(ret, want_adv):
             raise LabCheckError("gae: the returns are the advantages; returns = advantages + values (the value "
@@ -138,7 +131,7 @@ def check_ppo_clip_loss(fn: Callable | None = None) -> None:
 
     def mmean(x):
         return (x * m).sum() / m.sum()
-    mistake = diagnose(got, {
+    wrong("ppo_clip_loss", got, {
         "no clipping: the loss is max(−Âρ, −Â·clip(ρ, 1 − ε, 1 + ε)).": mmean(-a * rho),
         "you took the optimistic bound: PPO minimises max(−Âρ, −Â·clip(ρ)) — the minimum of the two "
         "objectives, not the maximum.": mmean(torch.minimum(-a * rho, -a * clipped)),
@@ -151,11 +144,7 @@ def check_ppo_clip_loss(fn: Callable | None = None) -> None:
         "you averaged over every position, padding included; average over mask.sum() tokens.":
             torch.maximum(-a * rho, -a * clipped).mul(m).mean(),
         "you did not mask: padding positions must not count.": torch.maximum(-a * rho, -a * clipped).mean(),
-    })
-    if mistake:
-        raise LabCheckError(f"ppo_clip_loss: {mistake}")
-    raise LabCheckError(f"ppo_clip_loss: expected {float(want):.4f} on the worked example, got {float(got):.4f}."
-                        + ratio_hint(got, want))
+    }, expected(got, want, "on the worked example"))
 
 
 def _ppo_inputs(g: torch.Generator) -> tuple:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from .. import losses
 from ..reward import Group, group_batch
 from ..train import Batch, BatchFn, LossFn, _rows
-from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, diagnose, passed,
-                   ratio_hint, student_function)
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
+                   student_function, wrong)
 
 REQUIRED_CELLS["lab2_reward_model"] = {"bradley_terry_loss": "code", "test_bradley_terry_loss": "code",
                                        "ranking_to_pairs": "code", "test_ranking_to_pairs": "code",
@@ -39,7 +39,7 @@ def check_bradley_terry_loss(fn: Callable | None = None) -> None:
     want = reference_bt(r_w, r_l)
     if not close(got, want):
         d = (r_w - r_l).double()
-        mistake = diagnose(got, {
+        wrong("bradley_terry_loss", got, {
             "you swapped chosen and rejected: the loss is −log σ(r_chosen − r_rejected).":
                 -F.logsigmoid(-d).mean(),
             "the sign is flipped: the loss is the NEGATIVE log-likelihood, −log σ(r_w − r_l).":
@@ -48,11 +48,7 @@ def check_bradley_terry_loss(fn: Callable | None = None) -> None:
             "batch size (off by a factor of 6 here).": -F.logsigmoid(d).sum(),
             "you forgot the log: the loss is −log σ(r_w − r_l), not −σ(r_w − r_l).": -torch.sigmoid(d).mean(),
             "you left out the sigmoid: P(y_w ≻ y_l) = σ(r_w − r_l).": -d.mean(),
-        })
-        if mistake:
-            raise LabCheckError(f"bradley_terry_loss: {mistake}")
-        raise LabCheckError(f"bradley_terry_loss: expected {float(want):.4f} on six pairs, got {float(got):.4f}."
-                            + ratio_hint(got, want))
+        }, expected(got, want, "on six pairs"))
     if not out.requires_grad:
         raise LabCheckError("bradley_terry_loss: right value, but no gradient flows to the rewards.")
     far_w, far_l = torch.tensor([-60.0, 60.0]), torch.tensor([60.0, -60.0])

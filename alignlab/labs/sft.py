@@ -13,8 +13,8 @@ import torch
 from .. import losses
 from ..models import encode_dialog, right_pad
 from ..train import Batch, BatchFn, LossFn, _rows
-from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, diagnose, passed,
-                   ratio_hint, student_function)
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
+                   student_function, wrong)
 
 REQUIRED_CELLS["lab1_sft"] = {"response_mask": "code", "test_response_mask": "code", "masked_nll": "code",
                               "test_masked_nll": "code", "test_sft_run": "code"}
@@ -41,7 +41,7 @@ def check_response_mask(fn: Callable | None = None) -> None:
     if close(got, want):
         return passed("response_mask: 1 on response tokens, 0 on the prompt and on padding")
     t = torch.arange(attn.shape[1])[None, :]
-    mistake = diagnose(got, {
+    wrong("response_mask", got, {
         "your mask keeps the prompt tokens: SFT imitates the response only, so zero every t < prompt_length.":
             attn.double(),
         "your mask marks padding after the end of the dialog as a response token: multiply by attention_mask.":
@@ -53,12 +53,9 @@ def check_response_mask(fn: Callable | None = None) -> None:
             ((t >= prompts[:, None] - 1) & attn.bool()).double(),
         "your mask is reversed: it marks the prompt; it should mark the response.":
             ((t < prompts[:, None]) & attn.bool()).double(),
-    })
-    if mistake:
-        raise LabCheckError(f"response_mask: {mistake}")
-    raise LabCheckError("response_mask: wrong on the worked example.\n"
-                        f"attention_mask =\n{attn}\nprompt_lengths = {prompts.tolist()}\n"
-                        f"expected =\n{want.long()}\nyours =\n{got.long()}")
+    }, "wrong on the worked example.\n"
+       f"attention_mask =\n{attn}\nprompt_lengths = {prompts.tolist()}\n"
+       f"expected =\n{want.long()}\nyours =\n{got.long()}")
 
 
 def _mask_inputs(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,11 +120,7 @@ def check_masked_nll(fn: Callable | None = None) -> None:
             raise LabCheckError("masked_nll: right value, but no gradient reaches the logits "
                                 "(a .item(), .detach() or numpy step breaks the graph).")
         return passed(f"masked_nll = {float(got):.4f}: the mean NLL over response tokens")
-    mistake = diagnose(got, _nll_mistakes(logits, labels, mask))
-    if mistake:
-        raise LabCheckError(f"masked_nll: {mistake}")
-    raise LabCheckError(f"masked_nll: expected {float(want):.4f} on the worked example, got {float(got):.4f}."
-                        + ratio_hint(got, want))
+    wrong("masked_nll", got, _nll_mistakes(logits, labels, mask), expected(got, want, "on the worked example"))
 
 
 def _nll_inputs(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
