@@ -16,14 +16,14 @@ dataset, and paired data is made unpaired (chosen desirable, rejected undesirabl
 """
 from __future__ import annotations
 
-from itertools import chain
+from itertools import chain, combinations
 from typing import Callable
 
 import torch
 
 from . import losses, world
 from .models import encode_dialog, right_pad
-from .reward import Group
+from .reward import Group, ranking_to_pairs
 from .train import Batch, BatchFn, TrainConfig, _rows, train
 
 Pair = tuple[str, str, str]  # (prompt, chosen, rejected)
@@ -33,22 +33,27 @@ def preference_pairs(groups: list[Group], min_gap: int = 1) -> list[Pair]:
     """The (winner, loser) pairs of each ranked group, as text: every pair (`min_gap` = 1, the
     C(K, 2) of InstructGPT) or only those at least `min_gap` places apart in the ranking. A noisy
     labeler's far-apart pairs are its most reliable ones (`label_quality_by_gap` measures how much)."""
-    return [(g.prompt, g.responses[g.ranking[i]], g.responses[g.ranking[j]])
-            for g in groups if g.ranking is not None
-            for i in range(len(g.ranking)) for j in range(i + min_gap, len(g.ranking))]
+    return [(g.prompt, g.responses[w], g.responses[l]) for g in groups
+            for w, l in g.pairs(lambda ranking: ranking_to_pairs(ranking, min_gap))]
 
 
 def label_quality_by_gap(groups: list[Group], gaps: tuple[int, ...] = (1, 2, 3, 4, 5, 6)) -> list[dict]:
     """For pairs at least `gap` places apart in the labeler's ranking: how many there are, and the
     fraction whose label agrees with the gold reward (`agree`), contradicts it (`disagree`) or
     that gold scores as a tie (`tie`) — the label noise a preference method trains on."""
+    gap, diff = [], []  # per pair: places apart in the ranking, gold(chosen) − gold(rejected)
+    for g in groups:
+        gold = [world.gold_reward(g.prompt, y) for y in g.responses]  # once per response, not per pair
+        for i, j in g.pairs(lambda ranking: list(combinations(range(len(ranking)), 2))):  # positions
+            gap.append(j - i)
+            diff.append(gold[g.ranking[i]] - gold[g.ranking[j]])
+    gap, diff = torch.tensor(gap), torch.tensor(diff)
     rows = []
-    for gap in gaps:
-        pairs = preference_pairs(groups, gap)
-        if not pairs:
+    for k in gaps:
+        d = diff[gap >= k]
+        if not len(d):
             break
-        d = torch.tensor([world.gold_reward(p, c) - world.gold_reward(p, r) for p, c, r in pairs])
-        rows.append({"min_gap": gap, "pairs": len(pairs), "agree": (d > 0).float().mean().item(),
+        rows.append({"min_gap": k, "pairs": len(d), "agree": (d > 0).float().mean().item(),
                      "tie": (d == 0).float().mean().item(), "disagree": (d < 0).float().mean().item()})
     return rows
 

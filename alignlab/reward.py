@@ -39,11 +39,11 @@ class Group:
     responses: list[str]
     ranking: list[int] | None = None  # indices into responses, best first; None = unranked
 
-    def pairs(self) -> list[tuple[int, int]]:
-        """(winner, loser) indices: the C(K, 2) pairs the ranking implies."""
+    def pairs(self, pairs_fn: Callable[[list[int]], list[tuple[int, int]]] | None = None) -> list[tuple[int, int]]:
+        """(winner, loser) indices: the pairs `pairs_fn(ranking)` gives (default: all C(K, 2))."""
         if self.ranking is None:
             raise ValueError("this group has not been ranked yet; call rank_groups first")
-        return ranking_to_pairs(self.ranking)
+        return (pairs_fn or ranking_to_pairs)(list(self.ranking))
 
 
 def flatten(groups: list[Group]) -> tuple[list[str], list[str]]:
@@ -51,9 +51,10 @@ def flatten(groups: list[Group]) -> tuple[list[str], list[str]]:
     return [g.prompt for g in groups for _ in g.responses], [y for g in groups for y in g.responses]
 
 
-def ranking_to_pairs(ranking: list[int]) -> list[tuple[int, int]]:
-    """A ranking (best first) of K items → its C(K, 2) (winner, loser) pairs."""
-    return [(ranking[i], ranking[j]) for i, j in combinations(range(len(ranking)), 2)]
+def ranking_to_pairs(ranking: list[int], min_gap: int = 1) -> list[tuple[int, int]]:
+    """A ranking (best first) of K items → its C(K, 2) (winner, loser) pairs, or only those at
+    least `min_gap` places apart."""
+    return [(ranking[i], ranking[j]) for i, j in combinations(range(len(ranking)), 2) if j - i >= min_gap]
 
 
 # --- the model ----------------------------------------------------------------------------
@@ -158,16 +159,14 @@ def take_pairs(groups: list[Group], n: int, seed: int = 0) -> list[Group]:
     return out
 
 
-def group_batch(tokenizer, groups: list[Group], pairs_fn: Callable[[list[int]], list[tuple[int, int]]]
-                = ranking_to_pairs) -> Batch:
+def group_batch(tokenizer, groups: list[Group],
+                pairs_fn: Callable[[list[int]], list[tuple[int, int]]] | None = None) -> Batch:
     """One batch element per group: all responses of the groups as rows, and the pairs
     `pairs_fn(ranking)` gives as row indices (default: all C(K, 2)). input_ids, attention_mask
     (N, T); chosen, rejected (P,) rows; count () = P."""
     chosen, rejected, base = [], [], 0
     for g in groups:
-        if g.ranking is None:
-            raise ValueError("this group has not been ranked yet; call rank_groups first")
-        for w, l in pairs_fn(list(g.ranking)):
+        for w, l in g.pairs(pairs_fn):
             chosen.append(base + w)
             rejected.append(base + l)
         base += len(g.responses)
@@ -176,12 +175,15 @@ def group_batch(tokenizer, groups: list[Group], pairs_fn: Callable[[list[int]], 
             "rejected": torch.tensor(rejected), "count": torch.tensor(float(len(chosen)))}
 
 
-def group_batches(tokenizer, groups: list[Group], groups_per_batch: int, seed: int = 0) -> BatchFn:
-    """Micro-batch i: `groups_per_batch` groups, a fresh shuffle every epoch (deterministic in i)."""
+def group_batches(tokenizer, groups: list[Group], groups_per_batch: int, seed: int = 0,
+                  pairs_fn: Callable[[list[int]], list[tuple[int, int]]] | None = None) -> BatchFn:
+    """Micro-batch i: `groups_per_batch` groups, a fresh shuffle every epoch (deterministic in i),
+    each group's pairs from `pairs_fn(ranking)` (default: all C(K, 2))."""
     from .train import _rows
 
     def batch_fn(i: int) -> Batch:
-        return group_batch(tokenizer, [groups[j] for j in _rows(i, groups_per_batch, len(groups), seed).tolist()])
+        return group_batch(tokenizer, [groups[j] for j in _rows(i, groups_per_batch, len(groups), seed).tolist()],
+                           pairs_fn)
     return batch_fn
 
 

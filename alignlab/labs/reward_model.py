@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from ..reward import Group, group_batch
-from ..train import Batch, BatchFn, LossFn, _rows
+from ..reward import Group, group_batches
+from ..train import Batch, BatchFn, LossFn
 from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
                    student_function, wrong)
 
@@ -125,11 +125,8 @@ def hidden_ranking_to_pairs(fn: Callable | None = None, seed: int = 0, trials: i
 
 def rm_batches(tokenizer, groups: list[Group], groups_per_batch: int, pairs_fn: Callable,
                seed: int = 0) -> BatchFn:
-    """`reward.group_batches` with each group's pairs from `pairs_fn(ranking)`."""
-    def batch_fn(i: int) -> Batch:
-        chosen = [groups[j] for j in _rows(i, groups_per_batch, len(groups), seed).tolist()]
-        return group_batch(tokenizer, chosen, pairs_fn)
-    return batch_fn
+    """`reward.group_batches` with each group's pairs from `pairs_fn(ranking)` (the student's)."""
+    return group_batches(tokenizer, groups, groups_per_batch, seed, pairs_fn)
 
 
 def rm_loss(bt_fn: Callable) -> LossFn:
