@@ -141,10 +141,10 @@ class Quiz:
         self.questions = [QuestionView(bank, q, i + 1, self._update_score) for i, q in enumerate(chosen)]
         self._notices = widgets.HTML("")
         notices: list[str] = []
+        saved = store.chapter(bank.chapter, notices)  # read the progress file once, not per question
         for view in self.questions:
-            entry = store.chapter(bank.chapter, notices).get(view.qid)
-            if entry:
-                view.restore(entry)
+            if saved.get(view.qid):
+                view.restore(saved[view.qid])
         self._notices.value = "".join(_line("info", markup(n)) for n in notices)
         self._update_score()
         self.box = widgets.VBox([self.header, self._notices, *[v.box for v in self.questions], self.score])
