@@ -177,6 +177,14 @@ def verify(path: Path) -> str | None:
     return None
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so a reader sees the old file or the new one, never half of one: a
+    temporary file beside it (this process's own), then `os.replace`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _set_aside(path: Path, reason: str) -> None:
     aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}-{uuid.uuid4().hex[:6]}")
     os.replace(path, aside)
@@ -237,9 +245,7 @@ def cached_run(name: str, config: dict, fn: Callable[[], dict], profile: str | N
             except (ValueError, KeyError) as err:
                 _set_aside(path, f"unreadable cached result ({err})")
         result = fn()
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"name": name, "config": config, "result": result}))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({"name": name, "config": config, "result": result}))
     return result
 
 

@@ -19,6 +19,7 @@ import yaml
 
 from alignlab.quiz.bank import BANK_DIR, FORMAT, TYPES, QuizError, digest, encode, normalise
 from alignlab.quiz.check import option_code
+from alignlab.zoo import write_atomic
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "quizzes"
 
@@ -101,9 +102,7 @@ def build_all(source_dir: Path = SOURCE_DIR, bank_dir: Path = BANK_DIR, check: b
             continue
         stale.append(f"{src.name} → {path.name}")
         if not check:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
+            write_atomic(path, text)
     return stale
 
 

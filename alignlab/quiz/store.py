@@ -63,11 +63,8 @@ def load(notices: list[str] | None = None) -> dict:
 
 
 def _write(data: dict) -> None:
-    p = path()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, p)
+    path().parent.mkdir(parents=True, exist_ok=True)
+    zoo.write_atomic(path(), json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def record(chapter: str, qid: str, n_questions: int, answer, correct: bool,
