@@ -113,6 +113,15 @@ def build_rm_length_biased(out: Path, profile: Profile, deps: dict[str, Entry]) 
     return _build_rm("rm_length_biased", world.length_biased_labeler(seed=1), out, profile, deps)
 
 
+@register("rm_noiseless", deps=("sft", "rm_data"), version="1",
+          why="reward model trained on noise-free rankings (the gold order), to tell label noise from model limits",
+          fields=RM_FIELDS)
+def build_rm_noiseless(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    # Temperature 0: every ranking is the gold order (ties broken at random), so whatever gap
+    # to the Bayes rate remains is the reward model's, not the labels'.
+    return _build_rm("rm_noiseless", world.Labeler(temperature=0.0, seed=0), out, profile, deps)
+
+
 PPO_FIELDS = ("ppo_steps", "ppo_batch", "ppo_minibatch", "ppo_lr", "ppo_eval_every", "max_new_tokens",
               "eval_prompts_per_family", "gen_batch")
 
