@@ -63,6 +63,12 @@ class Profile:
     ppo_betas: tuple[float, ...] = field(default=(0.02, 0.2), metadata={"help": "Fixed-β sweep of chapter 3."})
     ppo_sweep_steps: int = field(default=40, metadata={"help": "PPO iterations of each β-sweep run."})
     ppo_eval_every: int = field(default=10, metadata={"help": "Held-out gold evaluation every this many iterations."})
+    ppo_kl_horizon: int = field(default=3, metadata={
+        "help": "Adaptive β's horizon in PPO batches (Ziegler et al.): β moves by at most ±20% per this "
+                "many iterations, fast enough to catch a KL jump within a short run."})
+    ppo_ptx_coef: float = field(default=1.0, metadata={
+        "help": "PPO-ptx (InstructGPT eq. 2): weight of the next-token loss on the SFT demonstrations mixed "
+                "into every update of the runs against the reward model; 0 = plain PPO."})
     dpo_steps: int = field(default=150, metadata={"help": "Optimizer steps of each chapter-4 preference run."})
     dpo_batch: int = field(default=16, metadata={"help": "Preference pairs per step."})
     dpo_lr: float = field(default=1e-4, metadata={"help": "Learning rate of DPO and its family."})
@@ -105,7 +111,7 @@ PROFILES: dict[str, Profile] = {
         rm_prompts=600, rm_k=8, rm_eval_prompts=200, rm_epochs=2, rm_batch=8, rm_lr=1e-3,
         rm_curve=(100, 300, 1000, 4000), rm_curve_seeds=2,
         ppo_steps=60, ppo_batch=64, ppo_minibatch=16, ppo_lr=1e-4, ppo_beta=0.05, ppo_target_kl=2.0,
-        ppo_betas=(0.02, 0.2), ppo_sweep_steps=40, dpo_steps=150, dpo_batch=16, dpo_lr=1e-4,
+        ppo_betas=(0.02, 0.2), ppo_sweep_steps=30, dpo_steps=150, dpo_batch=16, dpo_lr=1e-4,
         dpo_betas=(0.03, 0.1, 0.3),
         ppo_eval_every=10,
         max_new_tokens=64, gen_batch=256,

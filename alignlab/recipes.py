@@ -122,15 +122,17 @@ def build_rm_noiseless(out: Path, profile: Profile, deps: dict[str, Entry]) -> d
     return _build_rm("rm_noiseless", world.Labeler(temperature=0.0, seed=0), out, profile, deps)
 
 
+PTX_FIELDS = ("ppo_ptx_coef", "sft_demos", "model")
 PPO_FIELDS = ("ppo_steps", "ppo_batch", "ppo_minibatch", "ppo_lr", "ppo_eval_every", "max_new_tokens",
               "eval_prompts_per_family", "gen_batch")
 
 
 def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile, deps: dict[str, Entry],
-               steps: int | None = None, target_kl: float | None = None) -> dict:
+               steps: int | None = None, target_kl: float | None = None, ptx_coef: float = 0.0) -> dict:
     """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
     samples of rm_data), the value model initialised from it; held-out gold every few steps.
-    With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per ten iterations."""
+    With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per `ppo_kl_horizon` iterations. With
+    `ptx_coef`, PPO-ptx: the next-token loss on the SFT demonstrations joins every update."""
     steps = steps or profile.ppo_steps
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
     rm, _ = reward.load_reward_model(deps[rm_name].path)
@@ -149,13 +151,18 @@ def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile
         res = held_out(pol)
         gain, gain_se = evaluate.paired_difference(res, start)  # common random numbers: paired
         return {"heldout_gold": res.mean, "heldout_gold_se": res.se, "heldout_gain": gain, "heldout_gain_se": gain_se}
+    horizon = profile.ppo_kl_horizon * profile.ppo_batch if target_kl is not None else ppo.PPOConfig.kl_horizon
     config = ppo.PPOConfig(steps=steps, batch_size=profile.ppo_batch, minibatch_size=profile.ppo_minibatch,
-                           lr=profile.ppo_lr, beta=beta, target_kl=target_kl, kl_horizon=10 * profile.ppo_batch,
+                           lr=profile.ppo_lr, beta=beta, target_kl=target_kl, kl_horizon=horizon,
                            max_new_tokens=profile.max_new_tokens, checkpoint_dir=str(partial_dir(name, profile)),
-                           checkpoint_every=max(1, steps // 6))
+                           checkpoint_every=max(1, steps // 6), ptx_coef=ptx_coef)
+    # InstructGPT mixed in pretraining text; the demonstrations are cheaper here and hold the
+    # behaviour SFT taught, which is what a reward model's blind spots let PPO unlearn.
+    ptx = train.sft_batches(tok, world.sft_demonstrations(profile.sft_demos), profile.ppo_minibatch,
+                            profile.model.max_length, seed=1) if ptx_coef > 0 else None
     history = ppo.train_ppo(policy, ref, ppo.value_model_from(deps[rm_name].path), tok,
                             world.preference_prompts(4 * profile.rm_prompts, seed=5), fn, config,
-                            gold_fn=ppo.gold_reward_fn, callback=held_out_gold)
+                            gold_fn=ppo.gold_reward_fn, ptx_fn=ptx, callback=held_out_gold)
     models.save(policy, tok, out)
     shutil.rmtree(config.checkpoint_dir, ignore_errors=True)  # the saved policy supersedes it
     return {"history": history, "ppo": asdict(config), "reward_model": rm_name,
@@ -163,11 +170,19 @@ def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile
             "rm_normalisation": {"mean": fn.mean, "std": fn.std}}
 
 
-@register("ppo", deps=("sft", "rm", "rm_data"), version="2",
-          fields=PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "rm_prompts"),
-          why="PPO against the chapter-2 reward model, β adapted to a target KL")
+@register("ppo", deps=("sft", "rm", "rm_data"), version="3",
+          fields=PPO_FIELDS + PTX_FIELDS + ("ppo_beta", "ppo_target_kl", "ppo_kl_horizon", "rm_prompts"),
+          why="PPO-ptx against the chapter-2 reward model, β adapted to a target KL")
 def build_ppo(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
-    return _build_ppo("ppo", "rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl)
+    return _build_ppo("ppo", "rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl,
+                      ptx_coef=profile.ppo_ptx_coef)
+
+
+@register("ppo_no_ptx", deps=("sft", "rm", "rm_data"), version="1",
+          fields=PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "ppo_kl_horizon", "rm_prompts"),
+          why="the same PPO run without ptx, to show what mixing in the demonstrations buys")
+def build_ppo_no_ptx(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    return _build_ppo("ppo_no_ptx", "rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl)
 
 
 @register("ppo_length_biased", deps=("sft", "rm_length_biased", "rm_data"), version="2",
@@ -184,12 +199,13 @@ def ppo_beta_name(beta: float) -> str:
 def _register_beta_sweep() -> None:
     from .profiles import PROFILES
     for beta in sorted({b for p in PROFILES.values() for b in p.ppo_betas}):
-        register(ppo_beta_name(beta), deps=("sft", "rm", "rm_data"), version="2",
-                 fields=PPO_FIELDS + ("rm_prompts", "ppo_sweep_steps"),
-                 why=f"PPO against the reward model with β fixed at {beta:g} (the β sweep)",
+        register(ppo_beta_name(beta), deps=("sft", "rm", "rm_data"), version="3",
+                 fields=PPO_FIELDS + PTX_FIELDS + ("rm_prompts", "ppo_sweep_steps"),
+                 why=f"PPO-ptx against the reward model with β fixed at {beta:g} (the β sweep)",
                  used_by=lambda p, beta=beta: beta in p.ppo_betas)(
             lambda out, profile, deps, beta=beta: _build_ppo(ppo_beta_name(beta), "rm", beta, out, profile, deps,
-                                                             steps=profile.ppo_sweep_steps))
+                                                             steps=profile.ppo_sweep_steps,
+                                                             ptx_coef=profile.ppo_ptx_coef))
 
 
 _register_beta_sweep()

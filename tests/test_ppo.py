@@ -128,6 +128,15 @@ def test_zoo_ppo_entries_train_save_and_log_held_out_gold(alignlab_home, tiny_pr
     assert any(not torch.equal(a, b) for a, b in zip(policy.parameters(), sft.parameters()))
     assert all(recipes.ppo_beta_name(b) in zoo.RECIPES for b in prof.ppo_betas)
     assert history[-1]["beta"] != prof.ppo_beta  # the main run adapts β toward its target KL
+    assert entry.meta["ppo"]["ptx_coef"] == prof.ppo_ptx_coef > 0  # the main run is PPO-ptx
+
+
+def test_ppo_no_ptx_is_the_main_run_without_the_demonstrations_loss(alignlab_home, tiny_profile):
+    from alignlab import zoo
+    prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
+    main, plain = zoo.get("ppo", prof).meta["ppo"], zoo.get("ppo_no_ptx", prof).meta["ppo"]
+    assert plain["ptx_coef"] == 0 and {**main, "ptx_coef": 0, "checkpoint_dir": None} == {
+        **plain, "checkpoint_dir": None}
 
 
 def test_static_decoder_gives_the_same_experience(four, tok):
