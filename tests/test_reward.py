@@ -172,7 +172,7 @@ def test_clustered_se_reduces_to_the_plain_one_for_singletons():
     assert se_one == pytest.approx(0.0)  # one cluster: the sums cancel
 
 
-def test_zoo_builds_both_reward_models_from_one_set_of_samples(alignlab_home, tiny_profile):
+def test_zoo_builds_the_reward_models_from_one_set_of_samples(alignlab_home, tiny_profile):
     from alignlab import zoo
     rm_entry = zoo.get("rm", tiny_profile)
     biased = zoo.get("rm_length_biased", tiny_profile)
@@ -181,6 +181,8 @@ def test_zoo_builds_both_reward_models_from_one_set_of_samples(alignlab_home, ti
     assert not {g.prompt for g in data["train"]} & {g.prompt for g in data["test"]}
     assert rm_entry.meta["pairs"] == reward.n_pairs(data["train"]) == biased.meta["pairs"]
     assert biased.meta["labeler"]["length_bias"] == world.LENGTH_BIAS and rm_entry.meta["labeler"]["length_bias"] == 0
+    clean = zoo.get("rm_noiseless", tiny_profile).meta
+    assert clean["labeler"]["temperature"] == 0 and clean["pairs"] == rm_entry.meta["pairs"]  # gold order, same pairs
     rm, tok = reward.load_reward_model(rm_entry.path, device="cpu")
     r = reward.rewards(rm, tok, [data["test"][0].prompt] * 2, data["test"][0].responses[:2])
     assert r.shape == (2,) and torch.isfinite(r).all()
