@@ -128,7 +128,8 @@ PPO_FIELDS = ("ppo_steps", "ppo_batch", "ppo_minibatch", "ppo_lr", "ppo_eval_eve
 
 
 def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile, deps: dict[str, Entry],
-               steps: int | None = None, target_kl: float | None = None, ptx_coef: float = 0.0) -> dict:
+               steps: int | None = None, target_kl: float | None = None, ptx_coef: float = 0.0,
+               seed: int = 0) -> dict:
     """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
     samples of rm_data), the value model initialised from it; held-out gold every few steps.
     With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per `ppo_kl_horizon` iterations. With
@@ -155,7 +156,7 @@ def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile
     config = ppo.PPOConfig(steps=steps, batch_size=profile.ppo_batch, minibatch_size=profile.ppo_minibatch,
                            lr=profile.ppo_lr, beta=beta, target_kl=target_kl, kl_horizon=horizon,
                            max_new_tokens=profile.max_new_tokens, checkpoint_dir=str(partial_dir(name, profile)),
-                           checkpoint_every=max(1, steps // 6), ptx_coef=ptx_coef)
+                           checkpoint_every=max(1, steps // 6), ptx_coef=ptx_coef, seed=seed)
     # InstructGPT mixed in pretraining text; the demonstrations are cheaper here and hold the
     # behaviour SFT taught, which is what a reward model's blind spots let PPO unlearn.
     ptx = train.sft_batches(tok, world.sft_demonstrations(profile.sft_demos), profile.ppo_minibatch,
@@ -170,19 +171,33 @@ def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile
             "rm_normalisation": {"mean": fn.mean, "std": fn.std}}
 
 
-@register("ppo", deps=("sft", "rm", "rm_data"), version="3",
-          fields=PPO_FIELDS + PTX_FIELDS + ("ppo_beta", "ppo_target_kl", "ppo_kl_horizon", "rm_prompts"),
-          why="PPO-ptx against the chapter-2 reward model, β adapted to a target KL")
-def build_ppo(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
-    return _build_ppo("ppo", "rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl,
-                      ptx_coef=profile.ppo_ptx_coef)
+PPO_SEEDS = 3
+"""Seeds of chapter 3's main run and its no-ptx twin that bench/ppo_seeds.py compares (seed 0 is
+the chapter's own run; the others are built only when asked for)."""
 
 
-@register("ppo_no_ptx", deps=("sft", "rm", "rm_data"), version="1",
-          fields=PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "ppo_kl_horizon", "rm_prompts"),
-          why="the same PPO run without ptx, to show what mixing in the demonstrations buys")
-def build_ppo_no_ptx(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
-    return _build_ppo("ppo_no_ptx", "rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl)
+def ppo_seed_name(name: str, seed: int) -> str:
+    """Zoo name of `ppo` or `ppo_no_ptx` retrained with another seed (seed 0: the run itself)."""
+    return name + (f"_seed{seed}" if seed else "")
+
+
+def _register_main_ppo_runs() -> None:
+    main_fields = PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "ppo_kl_horizon", "rm_prompts")
+    runs = {"ppo": ("3", True, "PPO-ptx against the chapter-2 reward model, β adapted to a target KL"),
+            "ppo_no_ptx": ("1", False, "the same PPO run without ptx, to show what mixing in the demonstrations buys")}
+    for base, (version, ptx, why) in runs.items():
+        for seed in range(PPO_SEEDS):
+            name = ppo_seed_name(base, seed)
+            register(name, deps=("sft", "rm", "rm_data"), version=version,
+                     fields=main_fields + (PTX_FIELDS if ptx else ()),
+                     why=why + (f", seed {seed} (bench/ppo_seeds.py)" if seed else ""),
+                     used_by=(lambda p: False) if seed else None)(
+                lambda out, profile, deps, name=name, ptx=ptx, seed=seed: _build_ppo(
+                    name, "rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl,
+                    ptx_coef=profile.ppo_ptx_coef if ptx else 0.0, seed=seed))
+
+
+_register_main_ppo_runs()
 
 
 @register("ppo_length_biased", deps=("sft", "rm_length_biased", "rm_data"), version="2",

@@ -56,3 +56,17 @@ def test_dpo_bench_prints_one_json_line():
     row = run_bench("dpo.py", "--steps", "4", "--warmup", "1", "--batch", "4")
     assert row["bench"] == "dpo" and row["batch_pairs"] == 4 and row["steps"] == 4
     assert row["alignlab_pairs_per_s"] > 0 and row["trl_pairs_per_s"] > 0 and row["ratio"] > 0
+
+
+@pytest.mark.slow
+def test_ppo_seeds_prints_a_line_per_run_and_a_summary():
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "bench/ppo_seeds.py", "--profile", "ci", "--seeds", "2", "--variants", "ppo_no_ptx"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs, summary = [json.loads(x) for x in out.stdout.strip().splitlines()[:-1]], json.loads(
+        out.stdout.strip().splitlines()[-1])
+    assert [r["run"] for r in runs] == ["ppo_no_ptx", "ppo_no_ptx_seed1"]  # stdout: JSON only
+    assert all(math.isfinite(r["gain"]) and r["gain_se"] > 0 and r["kl"] >= 0 for r in runs)
+    assert summary["variant"] == "ppo_no_ptx" and summary["seeds"] == 2
+    assert summary["gain_mean"] == pytest.approx(sum(r["gain"] for r in runs) / 2, abs=1e-3)

@@ -131,6 +131,14 @@ def test_zoo_ppo_entries_train_save_and_log_held_out_gold(alignlab_home, tiny_pr
     assert entry.meta["ppo"]["ptx_coef"] == prof.ppo_ptx_coef > 0  # the main run is PPO-ptx
 
 
+def test_ppo_seed_runs_differ_only_in_seed_and_are_built_on_demand(alignlab_home, tiny_profile):
+    from alignlab import zoo
+    prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
+    assert "ppo" in zoo.names(prof) and "ppo_seed1" not in zoo.names(prof)  # not built by `zoo build`
+    a, b = zoo.get("ppo", prof).meta["ppo"], zoo.get("ppo_seed1", prof).meta["ppo"]
+    assert b["seed"] == 1 and {**a, "seed": 1, "checkpoint_dir": None} == {**b, "checkpoint_dir": None}
+
+
 def test_ppo_no_ptx_is_the_main_run_without_the_demonstrations_loss(alignlab_home, tiny_profile):
     from alignlab import zoo
     prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
