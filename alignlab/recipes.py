@@ -129,16 +129,18 @@ PPO_FIELDS = ("ppo_steps", "ppo_batch", "ppo_minibatch", "ppo_lr", "ppo_eval_eve
 
 def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile, deps: dict[str, Entry],
                steps: int | None = None, target_kl: float | None = None, ptx_coef: float = 0.0,
-               seed: int = 0) -> dict:
+               seed: int = 0, reward_weight: float = 1.0) -> dict:
     """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
     samples of rm_data), the value model initialised from it; held-out gold every few steps.
     With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per `ppo_kl_horizon` iterations. With
-    `ptx_coef`, PPO-ptx: the next-token loss on the SFT demonstrations joins every update."""
+    `ptx_coef`, PPO-ptx: the next-token loss on the SFT demonstrations joins every update.
+    `reward_weight` scales the reward model's score (0: a control with the KL penalty and ptx only)."""
     steps = steps or profile.ppo_steps
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
     rm, _ = reward.load_reward_model(deps[rm_name].path)
     groups = reward.load_groups(deps["rm_data"].path)["train"][:100]
     fn = ppo.rm_reward_fn(rm, tok, reward.flatten(groups))
+    score_fn = fn if reward_weight == 1.0 else (lambda p, r: reward_weight * fn(p, r))
     held_out_prompts = world.eval_prompts(n=profile.eval_prompts_per_family * len(world.FAMILIES), seed=7)
 
     def held_out(pol) -> evaluate.EvalResult:  # one sample per prompt, the same seed every time
@@ -162,7 +164,7 @@ def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile
     ptx = train.sft_batches(tok, world.sft_demonstrations(profile.sft_demos), profile.ppo_minibatch,
                             profile.model.max_length, seed=1) if ptx_coef > 0 else None
     history = ppo.train_ppo(policy, ref, ppo.value_model_from(deps[rm_name].path), tok,
-                            world.preference_prompts(4 * profile.rm_prompts, seed=5), fn, config,
+                            world.preference_prompts(4 * profile.rm_prompts, seed=5), score_fn, config,
                             gold_fn=ppo.gold_reward_fn, ptx_fn=ptx, callback=held_out_gold)
     models.save(policy, tok, out)
     shutil.rmtree(config.checkpoint_dir, ignore_errors=True)  # the saved policy supersedes it
@@ -171,6 +173,7 @@ def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile
             "rm_normalisation": {"mean": fn.mean, "std": fn.std}}
 
 
+MAIN_PPO_FIELDS = PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "ppo_kl_horizon", "rm_prompts")
 PPO_SEEDS = 3
 """Seeds of chapter 3's main run and its no-ptx twin that bench/ppo_seeds.py compares (seed 0 is
 the chapter's own run; the others are built only when asked for)."""
@@ -182,14 +185,13 @@ def ppo_seed_name(name: str, seed: int) -> str:
 
 
 def _register_main_ppo_runs() -> None:
-    main_fields = PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "ppo_kl_horizon", "rm_prompts")
     runs = {"ppo": ("3", True, "PPO-ptx against the chapter-2 reward model, β adapted to a target KL"),
             "ppo_no_ptx": ("1", False, "the same PPO run without ptx, to show what mixing in the demonstrations buys")}
     for base, (version, ptx, why) in runs.items():
         for seed in range(PPO_SEEDS):
             name = ppo_seed_name(base, seed)
             register(name, deps=("sft", "rm", "rm_data"), version=version,
-                     fields=main_fields + (PTX_FIELDS if ptx else ()),
+                     fields=MAIN_PPO_FIELDS + (PTX_FIELDS if ptx else ()),
                      why=why + (f", seed {seed} (bench/ppo_seeds.py)" if seed else ""),
                      used_by=(lambda p: False) if seed else None)(
                 lambda out, profile, deps, name=name, ptx=ptx, seed=seed: _build_ppo(
@@ -198,6 +200,15 @@ def _register_main_ppo_runs() -> None:
 
 
 _register_main_ppo_runs()
+
+
+@register("ppo_ptx_only", deps=("sft", "rm", "rm_data"), version="1",
+          fields=MAIN_PPO_FIELDS + PTX_FIELDS,
+          why="the PPO-ptx run with the reward set to zero (bench/ppo_seeds.py: is the gain only more SFT?)",
+          used_by=lambda p: False)
+def build_ppo_ptx_only(out: Path, profile: Profile, deps: dict[str, Entry]) -> dict:
+    return _build_ppo("ppo_ptx_only", "rm", profile.ppo_beta, out, profile, deps, target_kl=profile.ppo_target_kl,
+                      ptx_coef=profile.ppo_ptx_coef, reward_weight=0.0)
 
 
 @register("ppo_length_biased", deps=("sft", "rm_length_biased", "rm_data"), version="2",

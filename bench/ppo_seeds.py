@@ -1,6 +1,7 @@
 """How much one PPO run varies: chapter 3's PPO-ptx run and its no-ptx twin, retrained with other seeds.
 
     python bench/ppo_seeds.py [--profile cpu] [--seeds 3] [--variants ppo ppo_no_ptx]
+    python bench/ppo_seeds.py --profile cpu --seeds 1 --variants ppo_ptx_only   # the zero-reward control
 
 Each run is a zoo entry (seed 0 is the chapter's own run; the others are built on a miss and cached
 afterwards, a few minutes each in the `cpu` profile), evaluated with the book's protocol: held-out
@@ -44,6 +45,10 @@ def main() -> None:
     from alignlab import profiles, recipes, zoo
     if not 1 <= args.seeds <= recipes.PPO_SEEDS:
         parser.error(f"--seeds must be between 1 and {recipes.PPO_SEEDS}")
+    missing = [recipes.ppo_seed_name(v, s) for v in args.variants for s in range(args.seeds)
+               if recipes.ppo_seed_name(v, s) not in zoo.RECIPES]
+    if missing:
+        parser.error(f"no zoo recipe for {missing}: seeds 1+ exist for ppo and ppo_no_ptx only")
     profile = profiles.get_profile(args.profile)
     with contextlib.redirect_stdout(sys.stderr):
         sft, tok = zoo.get("sft", profile).load(dtype=torch.float32)

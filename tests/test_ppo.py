@@ -139,6 +139,14 @@ def test_ppo_seed_runs_differ_only_in_seed_and_are_built_on_demand(alignlab_home
     assert b["seed"] == 1 and {**a, "seed": 1, "checkpoint_dir": None} == {**b, "checkpoint_dir": None}
 
 
+def test_the_zero_reward_control_sees_no_reward(alignlab_home, tiny_profile):
+    from alignlab import zoo
+    prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
+    entry = zoo.get("ppo_ptx_only", prof)
+    assert "ppo_ptx_only" not in zoo.names(prof) and entry.meta["ppo"]["ptx_coef"] > 0
+    assert all(h["score"] == 0 for h in entry.meta["history"])  # only the KL penalty and ptx act
+
+
 def test_ppo_no_ptx_is_the_main_run_without_the_demonstrations_loss(alignlab_home, tiny_profile):
     from alignlab import zoo
     prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
