@@ -68,7 +68,8 @@ class Profile:
                 "many iterations, fast enough to catch a KL jump within a short run."})
     ppo_ptx_coef: float = field(default=1.0, metadata={
         "help": "PPO-ptx (InstructGPT eq. 2): weight of the next-token loss on the SFT demonstrations mixed "
-                "into every update of the runs against the reward model; 0 = plain PPO."})
+                "into every update of chapter 3's main run and β sweep (the length-biased run stays plain PPO, "
+                "to show hacking at its clearest); 0 = plain PPO."})
     dpo_steps: int = field(default=150, metadata={"help": "Optimizer steps of each chapter-4 preference run."})
     dpo_batch: int = field(default=16, metadata={"help": "Preference pairs per step."})
     dpo_lr: float = field(default=1e-4, metadata={"help": "Learning rate of DPO and its family."})
