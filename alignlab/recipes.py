@@ -179,8 +179,8 @@ PPO_SEEDS = 3
 the chapter's own run; the others are built only when asked for)."""
 
 
-def ppo_seed_name(name: str, seed: int) -> str:
-    """Zoo name of `ppo` or `ppo_no_ptx` retrained with another seed (seed 0: the run itself)."""
+def seed_name(name: str, seed: int) -> str:
+    """Zoo name of run `name` retrained with another seed (seed 0: the run itself)."""
     return name + (f"_seed{seed}" if seed else "")
 
 
@@ -189,7 +189,7 @@ def _register_main_ppo_runs() -> None:
             "ppo_no_ptx": ("1", False, "the same PPO run without ptx, to show what mixing in the demonstrations buys")}
     for base, (version, ptx, why) in runs.items():
         for seed in range(PPO_SEEDS):
-            name = ppo_seed_name(base, seed)
+            name = seed_name(base, seed)
             register(name, deps=("sft", "rm", "rm_data"), version=version,
                      fields=MAIN_PPO_FIELDS + (PTX_FIELDS if ptx else ()),
                      why=why + (f", seed {seed} (bench/ppo_seeds.py)" if seed else ""),
@@ -254,6 +254,17 @@ def policy_report(policy, ref, tok, profile: Profile) -> dict:
             "by_family": res.by_family()}
 
 
+def entry_report(name: str, ref, tok, profile: Profile) -> dict:
+    """`policy_report` of zoo entry `name` against `ref`: the one its build stored, else computed
+    once and cached, so a chapter and a benchmark read the same numbers on every rerun."""
+    from . import zoo
+    entry = zoo.get(name, profile)
+    if "report" in entry.meta:
+        return entry.meta["report"]
+    return zoo.cached_run(f"report-{name}", {"entry": entry.path.name, "protocol": evaluate.PROTOCOL_VERSION},
+                          lambda: policy_report(entry.load(dtype=torch.float32)[0], ref, tok, profile), profile.name)
+
+
 def _build_preference(name: str, method: str, out: Path, profile: Profile, deps: dict[str, Entry],
                       min_gap: int | None = None, seed: int = 0, **kw) -> dict:
     """A chapter-4 run from the SFT model on the typical labeler's rankings of rm_data, on pairs at
@@ -290,8 +301,7 @@ def dpo_beta_name(beta: float) -> str:
 def pair_choice_names(seed: int) -> dict[str, str]:
     """Zoo names of chapter 4's DPO (β = 0.1) runs with this seed: on the profile's far-apart pairs
     (`far`; seed 0 is the β sweep's own run) and on all pairs (`all`)."""
-    return {"far": dpo_beta_name(0.1) + (f"_seed{seed}" if seed else ""),
-            "all": "dpo_all_pairs" + (f"_seed{seed}" if seed else "")}
+    return {"far": seed_name(dpo_beta_name(0.1), seed), "all": seed_name("dpo_all_pairs", seed)}
 
 
 def _register_preference_runs() -> None:

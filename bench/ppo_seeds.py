@@ -24,17 +24,6 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "H
     os.environ.setdefault(_var, "1")
 
 
-def run_report(name: str, profile, sft, tok) -> dict:
-    """The book's evaluation of zoo entry `name` (cached: the same numbers on every rerun)."""
-    import torch
-    from alignlab import evaluate, recipes, zoo
-    with contextlib.redirect_stdout(sys.stderr):  # build messages; stdout carries only JSON
-        entry = zoo.get(name, profile)
-    return zoo.cached_run(f"report-{name}", {"entry": entry.path.name, "protocol": evaluate.PROTOCOL_VERSION},
-                          lambda: recipes.policy_report(entry.load(dtype=torch.float32)[0], sft, tok, profile),
-                          profile.name)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
@@ -45,8 +34,8 @@ def main() -> None:
     from alignlab import profiles, recipes, zoo
     if not 1 <= args.seeds <= recipes.PPO_SEEDS:
         parser.error(f"--seeds must be between 1 and {recipes.PPO_SEEDS}")
-    missing = [recipes.ppo_seed_name(v, s) for v in args.variants for s in range(args.seeds)
-               if recipes.ppo_seed_name(v, s) not in zoo.RECIPES]
+    missing = [recipes.seed_name(v, s) for v in args.variants for s in range(args.seeds)
+               if recipes.seed_name(v, s) not in zoo.RECIPES]
     if missing:
         parser.error(f"no zoo recipe for {missing}: seeds 1+ exist for ppo and ppo_no_ptx only")
     profile = profiles.get_profile(args.profile)
@@ -56,8 +45,9 @@ def main() -> None:
     for variant in args.variants:
         gains = []
         for seed in range(args.seeds):
-            name = recipes.ppo_seed_name(variant, seed)
-            r = run_report(name, profile, sft, tok)
+            name = recipes.seed_name(variant, seed)
+            with contextlib.redirect_stdout(sys.stderr):  # build messages; stdout carries only JSON
+                r = recipes.entry_report(name, sft, tok, profile)
             gains.append(r["gain"])
             print(json.dumps({"bench": "ppo_seeds", "run": name, "seed": seed, "profile": profile.name,
                               "gain": round(r["gain"], 4), "gain_se": round(r["gain_se"], 4),
