@@ -13,6 +13,7 @@ r, r+N, r+2N, … and gradients are averaged by DDP.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
@@ -121,7 +122,19 @@ def _accelerator(config: TrainConfig) -> Accelerator:
     # Another trainer in this process (TRL's, an earlier run) may have fixed the global
     # precision state; start ours afresh. The process group (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
+    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
+    if acc.num_processes > 1:
+        atexit.unregister(_leave_process_group)  # once, however many runs
+        atexit.register(_leave_process_group)
+    return acc
+
+
+def _leave_process_group() -> None:
+    """Under a multi-process launcher, leave the process group before the interpreter shuts down:
+    gloo's worker threads, torn down during finalisation instead, can abort the process
+    ("terminate called without an active exception") after the script itself succeeded."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _step(acc: Accelerator, model, fwd, micro: list[Batch], loss_fn: LossFn) -> tuple[torch.Tensor, Metrics]:

@@ -2,7 +2,10 @@
 multi-process launcher, saving the final parameters. Not a test module itself."""
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -12,8 +15,16 @@ from alignlab.profiles import ModelSize
 TINY = ModelSize(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=96)
 
 
+def record_exit_state(out: str) -> None:
+    """Registered first, so it runs last at exit: by then alignlab must have left the process
+    group (a group left to interpreter shutdown can abort the process under gloo)."""
+    rank = os.environ.get("RANK", "0")
+    Path(f"{out}.exit-{rank}").write_text(f"still in group: {torch.distributed.is_initialized()}")
+
+
 def main(out: str, grad_accum: int) -> None:
     torch.set_num_threads(1)
+    atexit.register(record_exit_state, out)
     tok = models.train_tokenizer(world.pretraining_corpus(300), 512)
     pairs = world.sft_demonstrations(16, seed=3)
     batches = train.sft_batches(tok, pairs, 2, 96, seed=0)

@@ -34,6 +34,8 @@ def test_two_processes_equal_one_process_with_accumulation(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     a, b = torch.load(single), torch.load(multi)
     assert b["world_size"] == 2 and a["world_size"] == 1
+    exits = [(tmp_path / f"multi.pt.exit-{rank}").read_text() for rank in (0, 1)]
+    assert exits == ["still in group: False"] * 2, "leave the process group before shutdown"
     assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], rel=1e-5)
     for pa, pb in zip(a["params"], b["params"]):
         assert torch.allclose(pa, pb, atol=1e-6)
