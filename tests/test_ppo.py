@@ -131,26 +131,29 @@ def test_zoo_ppo_entries_train_save_and_log_held_out_gold(alignlab_home, tiny_pr
     assert entry.meta["ppo"]["ptx_coef"] == prof.ppo_ptx_coef > 0  # the main run is PPO-ptx
 
 
-def test_ppo_seed_runs_differ_only_in_seed_and_are_built_on_demand(alignlab_home, tiny_profile):
+@pytest.fixture
+def short_ppo(tiny_profile):
+    """The tiny profile with two-iteration PPO runs: the PPO variants' tests share its cached runs."""
+    return tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
+
+
+def test_ppo_seed_runs_differ_only_in_seed_and_are_built_on_demand(alignlab_home, short_ppo):
     from alignlab import zoo
-    prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
-    assert "ppo" in zoo.names(prof) and "ppo_seed1" not in zoo.names(prof)  # not built by `zoo build`
-    a, b = zoo.get("ppo", prof).meta["ppo"], zoo.get("ppo_seed1", prof).meta["ppo"]
+    assert "ppo" in zoo.names(short_ppo) and "ppo_seed1" not in zoo.names(short_ppo)  # not built by `zoo build`
+    a, b = zoo.get("ppo", short_ppo).meta["ppo"], zoo.get("ppo_seed1", short_ppo).meta["ppo"]
     assert b["seed"] == 1 and {**a, "seed": 1, "checkpoint_dir": None} == {**b, "checkpoint_dir": None}
 
 
-def test_the_zero_reward_control_sees_no_reward(alignlab_home, tiny_profile):
+def test_the_zero_reward_control_sees_no_reward(alignlab_home, short_ppo):
     from alignlab import zoo
-    prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
-    entry = zoo.get("ppo_ptx_only", prof)
-    assert "ppo_ptx_only" not in zoo.names(prof) and entry.meta["ppo"]["ptx_coef"] > 0
+    entry = zoo.get("ppo_ptx_only", short_ppo)
+    assert "ppo_ptx_only" not in zoo.names(short_ppo) and entry.meta["ppo"]["ptx_coef"] > 0
     assert all(h["score"] == 0 for h in entry.meta["history"])  # only the KL penalty and ptx act
 
 
-def test_ppo_no_ptx_is_the_main_run_without_the_demonstrations_loss(alignlab_home, tiny_profile):
+def test_ppo_no_ptx_is_the_main_run_without_the_demonstrations_loss(alignlab_home, short_ppo):
     from alignlab import zoo
-    prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
-    main, plain = zoo.get("ppo", prof).meta["ppo"], zoo.get("ppo_no_ptx", prof).meta["ppo"]
+    main, plain = zoo.get("ppo", short_ppo).meta["ppo"], zoo.get("ppo_no_ptx", short_ppo).meta["ppo"]
     assert plain["ptx_coef"] == 0 and {**main, "ptx_coef": 0, "checkpoint_dir": None} == {
         **plain, "checkpoint_dir": None}
 
