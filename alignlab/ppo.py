@@ -17,10 +17,9 @@ gradients are averaged by DDP, batch statistics (advantage whitening, logged mea
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
