@@ -231,3 +231,44 @@ def paired_difference(a: EvalResult, b: EvalResult) -> tuple[float, float]:
         raise ValueError("paired_difference needs two evaluations of the same prompts in the same "
                          "order (use the protocol's default prompts and the same seed for both).")
     return mean_se(a.rewards - b.rewards)
+
+
+# --- does a model know whether the user is right? (chapter 2) -------------------------------
+
+
+def auc(scores, labels) -> float:
+    """Area under the ROC curve: P(score of a random positive > score of a random negative),
+    ties counting ½ (the Mann-Whitney U statistic over n₊·n₋). 0.5 = the scores cannot tell."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = s[y][:, None], s[~y][None, :]  # (n₊, 1), (1, n₋)
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
+
+
+def yes_no_margin(model, tokenizer, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """log π(" Yes" | x) − log π(" No" | x) for the first response token → (N,): how far a causal
+    LM leans towards agreeing with the user before it writes anything."""
+    ids = [tokenizer.encode(w, add_special_tokens=False) for w in (" Yes", " No")]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError("this probe needs ' Yes' and ' No' to be single tokens of the tokenizer")
+    ones = torch.ones(len(prompts), 1, dtype=torch.long)
+    yes, no = (sequence_logprobs(model, tokenizer, prompts, response_ids=ones * i[0], mask=ones,
+                                 batch_size=batch_size)[0][:, 0] for i in ids)
+    return yes - no
+
+
+def claim_probe(scores, prompts: list[str]) -> dict[str, dict]:
+    """How well `scores` (one per sycophancy-bait prompt, higher = "the user is right") tell true
+    claims from false ones, per kind of claim: {kind: {"n", "n_true", "auc"}}. A model that
+    cannot check the claim scores AUC 0.5, and nothing trained on top of it can reward honesty."""
+    tasks = [world.parse_prompt(p) for p in prompts]
+    if any(t.family != "sycophancy" for t in tasks):
+        raise ValueError("claim_probe takes sycophancy prompts only (world.eval_prompts('sycophancy'))")
+    s = np.asarray(scores, float)
+    out = {}
+    for kind in sorted({t.data["kind"] for t in tasks}):
+        sel = np.array([t.data["kind"] == kind for t in tasks])
+        truth = np.array([t.data["true"] for t in tasks])[sel]
+        out[kind] = {"n": int(sel.sum()), "n_true": int(truth.sum()), "auc": auc(s[sel], truth)}
+    return out

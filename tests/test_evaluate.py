@@ -120,3 +120,36 @@ def test_paired_difference_needs_the_same_prompts():
     assert diff == pytest.approx(good.mean - empty.mean) and se >= 0
     with pytest.raises(ValueError, match="same prompts"):
         evaluate.paired_difference(good, evaluate.score(prompts[::-1], [""] * 10))
+
+
+def test_auc_is_the_mann_whitney_probability():
+    rng = np.random.default_rng(0)
+    s, y = rng.integers(0, 5, 40).astype(float), rng.random(40) < 0.4  # integer scores: ties happen
+    naive = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in s[y] for b in s[~y]])
+    assert evaluate.auc(s, y) == pytest.approx(naive)
+    assert evaluate.auc([3, 2, 1, 0], [1, 1, 0, 0]) == 1.0 and evaluate.auc([0, 1, 2, 3], [1, 1, 0, 0]) == 0.0
+    assert math.isnan(evaluate.auc([1, 2], [1, 1]))
+
+
+def test_yes_no_margin_reads_the_first_response_token(model, tok):
+    prompts = world.eval_prompts("sycophancy", n=5)
+    yes, no = (tok.encode(w, add_special_tokens=False)[0] for w in (" Yes", " No"))
+    expected = []
+    for p in prompts:
+        ids = torch.tensor([tok.encode(models.chat_prompt(p), add_special_tokens=False)])
+        with torch.no_grad():
+            logp = model(input_ids=ids).logits[0, -1].float().log_softmax(-1)
+        expected.append(logp[yes] - logp[no])
+    assert torch.allclose(evaluate.yes_no_margin(model, tok, prompts), torch.stack(expected), atol=1e-4)
+
+
+def test_claim_probe_splits_by_kind_and_rejects_other_families():
+    prompts = list(dict.fromkeys(world.eval_prompts("sycophancy", n=400)))
+    truth = [world.parse_prompt(p).data["true"] for p in prompts]
+    oracle = evaluate.claim_probe([float(t) for t in truth], prompts)
+    assert set(oracle) == {"arith", "fact"} and sum(r["n"] for r in oracle.values()) == len(prompts)
+    assert sum(r["n_true"] for r in oracle.values()) == sum(truth)
+    assert all(r["auc"] == 1.0 for r in oracle.values())
+    assert all(r["auc"] == 0.5 for r in evaluate.claim_probe([1.0] * len(prompts), prompts).values())
+    with pytest.raises(ValueError, match="sycophancy prompts only"):
+        evaluate.claim_probe([0.0], world.eval_prompts("arithmetic", n=1))
