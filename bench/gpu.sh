@@ -11,3 +11,4 @@ python bench/rollout.py --profile gpu --batch 256 --new-tokens 64 | tee -a "$out
 python bench/rollout.py --profile gpu --batch 256 --new-tokens 64 --skip-rl --zoo | tee -a "$out/gpu.jsonl"
 python bench/train_throughput.py --profile gpu | tee -a "$out/gpu.jsonl"
 python bench/dpo.py --profile gpu | tee -a "$out/gpu.jsonl"
+python bench/rm_gap.py --profile gpu | tee -a "$out/gpu.jsonl"

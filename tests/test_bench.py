@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from alignlab import profiles
+from alignlab import profiles, world
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_bench(script: str, *args: str) -> dict:
+def run_bench(script: str, *args: str, env: dict | None = None) -> dict:
     """Run a benchmark on the ci profile; it must exit 0 and print exactly one JSON line on stdout."""
     # One thread: under `pytest -n 2` another worker shares the two cores (see conftest.py).
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
     cmd = [sys.executable, f"bench/{script}", "--profile", "ci", *args]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -70,3 +70,16 @@ def test_ppo_seeds_prints_a_line_per_run_and_a_summary():
     assert all(math.isfinite(r["gain"]) and r["gain_se"] > 0 and r["kl"] >= 0 for r in runs)
     assert summary["variant"] == "ppo_no_ptx" and summary["seeds"] == 2
     assert summary["gain_mean"] == pytest.approx(sum(r["gain"] for r in runs) / 2, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_rm_gap_prints_one_json_line(tmp_path):
+    """Builds the ci zoo's reward models in an empty home (seconds) and reports chapter 2's gap."""
+    row = run_bench("rm_gap.py", env={"ALIGNLAB_HOME": str(tmp_path / "home")})
+    assert row["bench"] == "rm_gap" and row["profile"] == "ci" and row["test_pairs"] > 0
+    for name in ("rm", "rm_noiseless"):
+        r = row[name]
+        assert 0 <= r["labeler_expected"] <= row["bayes"] <= 1 and 0 <= r["gold"] <= 1
+        assert r["gap_to_bayes"] == pytest.approx(row["bayes"] - r["labeler_expected"], abs=2e-4)
+    assert set(row["by_family"]) <= set(world.FAMILIES) and set(row["claim_auc"]) == {"base", "sft", "rm", "rm_noiseless"}
+    assert all(0 <= r["auc"] <= 1 for probe in row["claim_auc"].values() for r in probe.values())
