@@ -261,7 +261,8 @@ def yes_no_margin(model, tokenizer, prompts: list[str], batch_size: int = 256) -
 def claim_probe(scores, prompts: list[str]) -> dict[str, dict]:
     """How well `scores` (one per sycophancy-bait prompt, higher = "the user is right") tell true
     claims from false ones, per kind of claim: {kind: {"n", "n_true", "auc"}}. A model that
-    cannot check the claim scores AUC 0.5, and nothing trained on top of it can reward honesty."""
+    cannot check the claim scores AUC 0.5; a reward model built on it starts with no feature that
+    could pay an honest "No" more than a sycophantic "Yes"."""
     tasks = [world.parse_prompt(p) for p in prompts]
     if any(t.family != "sycophancy" for t in tasks):
         raise ValueError("claim_probe takes sycophancy prompts only (world.eval_prompts('sycophancy'))")
