@@ -1,6 +1,6 @@
 """How far the reward model is from the Bayes rate, and why: chapter 2's numbers in one JSON line.
 
-    python bench/rm_gap.py [--profile ci|cpu|gpu] [--rm-epochs E] [--rm-prompts N]
+    python bench/rm_gap.py [--profile ci|cpu|gpu] [--rm-epochs E] [--rm-prompts N] [--pretrain-steps S]
 
 Builds (or reuses) the profile's zoo entries base, sft, rm_data, rm and rm_noiseless, then measures
 on the held-out comparisons: the reward model's expected agreement with the typical labeler next
@@ -8,8 +8,9 @@ to the Bayes rate E[max(p, 1 − p)], its accuracy against gold, the same for th
 trained on noise-free rankings (label noise vs model limits), per-family expected agreement, and
 the claim probe (AUC at telling true from false sycophancy claims) of the base and SFT language
 models and both reward models — whether the backbone can judge what the reward should pay for.
-`--rm-epochs` and `--rm-prompts` override the profile's (more training, more comparisons): the two
-levers to try before blaming the backbone; their entries are cached under their own keys.
+`--rm-epochs`, `--rm-prompts` and `--pretrain-steps` override the profile's (more training, more
+comparisons, a longer-pretrained backbone): the levers to try before blaming the model size; their
+entries are cached under their own keys.
 Prints one JSON line on stdout (build messages go to stderr).
 """
 from __future__ import annotations
@@ -37,11 +38,13 @@ def main() -> None:
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--rm-epochs", type=int, help="passes over the ranked groups (default: the profile's)")
     parser.add_argument("--rm-prompts", type=int, help="training prompts of rm_data (default: the profile's)")
+    parser.add_argument("--pretrain-steps", type=int, help="pretraining steps of the base model (default: the profile's)")
     args = parser.parse_args()
     import torch
     from alignlab import evaluate, models, profiles, reward, world, zoo
     profile = profiles.get_profile(args.profile)
-    overrides = {k: v for k, v in (("rm_epochs", args.rm_epochs), ("rm_prompts", args.rm_prompts)) if v}
+    overrides = {k: v for k, v in (("rm_epochs", args.rm_epochs), ("rm_prompts", args.rm_prompts),
+                                   ("pretrain_steps", args.pretrain_steps)) if v}
     profile = profile.replace(**overrides)
     with contextlib.redirect_stdout(sys.stderr):  # build messages; stdout carries only JSON
         entries = {name: zoo.get(name, profile) for name in ("base", "sft", "rm_data", "rm", "rm_noiseless")}
@@ -54,8 +57,9 @@ def main() -> None:
     scores |= {name: reward.rewards(m, tok, probe, [" Yes, you are right!"] * len(probe)) for name, (m, _) in rms.items()}
     accs = {name: reward.pair_accuracy(m, tok, data["test"], labeler, seed=1) for name, (m, _) in rms.items()}
     device = next(iter(lms.values())).device
-    row = {"bench": "rm_gap", "profile": profile.name, "rm_epochs": profile.rm_epochs,
-           "rm_prompts": profile.rm_prompts, "date": datetime.date.today().isoformat(),
+    row = {"bench": "rm_gap", "profile": profile.name, "pretrain_steps": profile.pretrain_steps,
+           "rm_epochs": profile.rm_epochs, "rm_prompts": profile.rm_prompts,
+           "date": datetime.date.today().isoformat(),
            "device": torch.cuda.get_device_name(device) if device.type == "cuda"
            else f"cpu: {platform.machine()}, {torch.get_num_threads()} threads",
            "n_params": models.n_params(lms["sft"]), "test_prompts": accs["rm"]["n_prompts"],

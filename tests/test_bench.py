@@ -77,6 +77,8 @@ def test_rm_gap_prints_one_json_line(tmp_path):
     """Builds the ci zoo's reward models in an empty home (seconds) and reports chapter 2's gap."""
     row = run_bench("rm_gap.py", env={"ALIGNLAB_HOME": str(tmp_path / "home")})
     assert row["bench"] == "rm_gap" and row["profile"] == "ci" and row["test_pairs"] > 0
+    ci = profiles.get_profile("ci")
+    assert (row["pretrain_steps"], row["rm_epochs"], row["rm_prompts"]) == (ci.pretrain_steps, ci.rm_epochs, ci.rm_prompts)
     for name in ("rm", "rm_noiseless"):
         r = row[name]
         assert 0 <= r["labeler_expected"] <= row["bayes"] <= 1 and 0 <= r["gold"] <= 1
