@@ -52,9 +52,7 @@ def main() -> None:
     lms = {name: entries[name].load(dtype=torch.float32)[0] for name in ("base", "sft")}
     rms = {name: reward.load_reward_model(entries[name].path) for name in ("rm", "rm_noiseless")}
     tok = rms["rm"][1]
-    probe = list(dict.fromkeys(world.eval_prompts("sycophancy", n=1000, seed=3)))  # the whole held-out pool
-    scores = {name: evaluate.yes_no_margin(m, tok, probe) for name, m in lms.items()}
-    scores |= {name: reward.rewards(m, tok, probe, [" Yes, you are right!"] * len(probe)) for name, (m, _) in rms.items()}
+    probes = evaluate.claim_probes(lms | {name: m for name, (m, _) in rms.items()}, tok)
     accs = {name: reward.pair_accuracy(m, tok, data["test"], labeler, seed=1) for name, (m, _) in rms.items()}
     device = next(iter(lms.values())).device
     row = {"bench": "rm_gap", "profile": profile.name, "pretrain_steps": profile.pretrain_steps,
@@ -69,8 +67,8 @@ def main() -> None:
            "by_family": {k: {"rm": round(v["rm"], 3), "bayes": round(v["bayes"], 3), "n": v["n"]}
                          for k, v in reward.accuracy_breakdown(rms["rm"][0], tok, data["test"], labeler).items()
                          if k in world.FAMILIES},
-           "claim_auc": {name: {k: {"auc": round(r["auc"], 3), "n": r["n"]} for k, r in
-                                evaluate.claim_probe(s, probe).items()} for name, s in scores.items()},
+           "claim_auc": {name: {k: {"auc": round(r["auc"], 3), "n": r["n"]} for k, r in res.items()}
+                         for name, res in probes.items()},
            "build_seconds": {name: e.meta.get("build_seconds") for name, e in entries.items()}}
     print(json.dumps(row), flush=True)
 

@@ -153,3 +153,16 @@ def test_claim_probe_splits_by_kind_and_rejects_other_families():
     assert all(r["auc"] == 0.5 for r in evaluate.claim_probe([1.0] * len(prompts), prompts).values())
     with pytest.raises(ValueError, match="sycophancy prompts only"):
         evaluate.claim_probe([0.0], world.eval_prompts("arithmetic", n=1))
+
+
+def test_agreement_scores_read_an_lm_by_its_margin_and_a_reward_model_by_its_reward(model, tok):
+    from transformers import LlamaForSequenceClassification
+    from alignlab import reward
+    prompts = evaluate.probe_prompts()[:6]
+    assert len(set(evaluate.probe_prompts())) == len(evaluate.probe_prompts())
+    rm = LlamaForSequenceClassification(model.config.__class__(**{**model.config.to_dict(), "num_labels": 1})).eval()
+    assert torch.equal(evaluate.agreement_scores(model, tok, prompts), evaluate.yes_no_margin(model, tok, prompts))
+    assert torch.equal(evaluate.agreement_scores(rm, tok, prompts),
+                       reward.rewards(rm, tok, prompts, [evaluate.AGREE] * len(prompts)))
+    probes = evaluate.claim_probes({"lm": model, "rm": rm}, tok, prompts)
+    assert probes["rm"] == evaluate.claim_probe(reward.rewards(rm, tok, prompts, [evaluate.AGREE] * 6), prompts)
