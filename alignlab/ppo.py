@@ -141,6 +141,7 @@ class Experience:
     mask: torch.Tensor
     old_logprobs: torch.Tensor
     ref_logprobs: torch.Tensor
+    rewards: torch.Tensor  # step 3's shaped reward: −β·(log π − log π_ref), plus the score on the last token
     old_values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
@@ -176,7 +177,7 @@ def make_experience(acc: Accelerator, policy, value_model, ref, tokenizer, promp
     adv, ret = objectives.gae(rewards, old_v, config.gamma, config.lam, mask)
     if config.whiten_advantages:
         adv = _global_whiten(adv, mask, acc)
-    return Experience(list(prompts), ro.texts, ids, attn, L, tokens, mask, old_logp, ref_logp, old_v,
+    return Experience(list(prompts), ro.texts, ids, attn, L, tokens, mask, old_logp, ref_logp, rewards, old_v,
                       adv, ret, scores)
 
 

@@ -55,16 +55,18 @@ def test_first_step_loss_equals_trls_dpo_trainer(pol_ref, tok, tmp_path, loss_ty
     assert ours.item() == pytest.approx(trl_loss.item(), rel=1e-4)
 
 
-def test_training_raises_the_margin_and_keeps_ref_fixed(tok):
+def test_training_raises_the_margin_and_no_gradient_reaches_the_reference(tok):
     policy = models.build_model(TINY, tok, seed=0)
     ref = copy.deepcopy(policy).eval()
     pairs = _pairs(20)
-    ref_lp = dpo.reference_logps(ref, tok, pairs)
+    # as if the caller had computed them with gradients on: the loss must still treat them as constants
+    ref_lp = dpo.reference_logps(ref, tok, pairs).requires_grad_(True)
+    frozen = ref_lp.detach().clone()
     history = dpo.train_preferences(policy, tok, pairs, ref_lp, TrainConfig(steps=30, lr=3e-3, progress=False, log_every=1),
                                     method="dpo", beta=0.5, batch_size=8)
     assert history[0]["loss"] == pytest.approx(math.log(2), abs=0.05)  # policy = ref at the start
     assert history[-1]["loss"] < history[0]["loss"] - 0.05 and history[-1]["margin"] > 0
-    assert torch.allclose(dpo.reference_logps(ref, tok, pairs), ref_lp)
+    assert ref_lp.grad is None and torch.equal(ref_lp.detach(), frozen)
 
 
 @pytest.mark.parametrize("method", ["simpo", "orpo", "ipo", "hinge", "kto"])

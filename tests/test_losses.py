@@ -113,3 +113,45 @@ def test_kl_is_zero_only_when_the_model_matches_the_data():
     q = torch.softmax(logits + torch.randn(4, 9, generator=g), -1)
     other = losses.cross_entropy_decomposition(q, logits)
     assert (other["kl"] > 1e-3).all()
+
+
+# --- gradients reach only what is trained -------------------------------------------------------
+# A loss that let gradient into a frozen quantity (the reference's log-probs, the rollout's old
+# log-probs, advantages or returns) would train the reference, or chase its own targets, whenever a
+# caller passed tensors still attached to a graph. Each row: the loss as a function of named inputs
+# (all leaves that require grad), the input the method trains, and the ones it must leave alone.
+
+def _leaves(B=4, T=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.arange(T)[None, :] < torch.tensor([5, 3, 1, 4])[:B, None]).float()
+    x = {k: torch.randn(B, T, generator=g) for k in ("logp", "old", "adv", "values", "returns", "ref_tok")}
+    x |= {k: -torch.rand(B, generator=g) * 10 for k in ("pc", "pr", "rc", "rr")}
+    x |= {"scores": torch.randn(B, generator=g)}
+    return {k: v.requires_grad_(True) for k, v in x.items()}, mask
+
+
+FROZEN = [  # (name, loss of the leaves, trained inputs, frozen inputs)
+    *[(f"dpo-{t}", lambda x, m, t=t: losses.dpo_loss(x["pc"], x["pr"], x["rc"], x["rr"], 0.3, t)[0],
+       ("pc", "pr"), ("rc", "rr")) for t in ("sigmoid", "hinge", "ipo")],
+    ("kto", lambda x, m: losses.kto_loss(x["pc"], x["rc"], torch.tensor([1, 0, 1, 0]), x["scores"].mean())[0],
+     ("pc",), ("rc", "scores")),
+    ("ppo_clip", lambda x, m: losses.ppo_clip_loss(x["logp"], x["old"], x["adv"], m)[0], ("logp",), ("old", "adv")),
+    ("value", lambda x, m: losses.value_loss(x["values"], x["old"], x["returns"], m)[0], ("values",),
+     ("old", "returns")),
+    ("kl_penalized_rewards", lambda x, m: losses.kl_penalized_rewards(x["scores"], x["logp"], x["ref_tok"], m,
+                                                                      0.1).sum(), (), ("scores", "logp", "ref_tok")),
+    ("gae", lambda x, m: sum(t.sum() for t in losses.gae(x["adv"], x["values"], 1.0, 0.95, m)), (),
+     ("adv", "values")),
+]
+
+
+@pytest.mark.parametrize("name, loss_fn, trained, frozen", FROZEN, ids=[r[0] for r in FROZEN])
+def test_gradient_reaches_only_the_trained_inputs(name, loss_fn, trained, frozen):
+    x, mask = _leaves()
+    loss = loss_fn(x, mask)
+    if not trained:  # a target computed without gradient: nothing to backpropagate into
+        assert not loss.requires_grad
+        return
+    loss.backward()
+    assert all(x[k].grad is not None and x[k].grad.abs().sum() > 0 for k in trained)
+    assert all(x[k].grad is None for k in frozen), {k: x[k].grad for k in frozen}
