@@ -15,15 +15,20 @@ import numpy as np
 import torch
 
 from . import world
-from .profiles import Profile, get_profile
+from .profiles import Profile, ProfileView, read, resolve
 from .rollout import Rollout, generate, sequence_logprobs
 
 PROTOCOL_VERSION = "1"
+EVAL_FIELDS = ("eval_prompts_per_family", "eval_samples_per_prompt", "max_new_tokens", "gen_batch")
+"""The profile fields the protocol reads (`gold_eval`, `kl_to_ref` on the default prompts): the
+cached evaluations key on them, and read the profile through a view of only these."""
+HEADROOM_FIELDS = ("headroom_prompts_per_family", "best_of_n", "max_new_tokens", "gen_batch")
+"""The profile fields `headroom`'s best-of-N run reads."""
 
 
-def eval_set(profile: Profile | str | None = None) -> list[str]:
+def eval_set(profile: Profile | ProfileView | str | None = None) -> list[str]:
     """The held-out prompts of the protocol: round-robin over families."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve(profile)
     return world.eval_prompts(n=prof.eval_prompts_per_family * len(world.FAMILIES), seed=0)
 
 
@@ -109,9 +114,9 @@ def score(prompts: list[str], responses: list[str]) -> EvalResult:
 
 def sample(model, tokenizer, prompts: list[str] | None = None, samples_per_prompt: int | None = None,
            seed: int = 0, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int | None = None,
-           profile: Profile | str | None = None) -> Rollout:
+           profile: Profile | ProfileView | str | None = None) -> Rollout:
     """The protocol's samples: each prompt repeated samples_per_prompt times, one seed."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve(profile)
     prompts = eval_set(prof) if prompts is None else prompts
     k = samples_per_prompt or prof.eval_samples_per_prompt
     return generate(model, tokenizer, [p for p in prompts for _ in range(k)],
@@ -121,7 +126,7 @@ def sample(model, tokenizer, prompts: list[str] | None = None, samples_per_promp
 
 def gold_eval(model, tokenizer, prompts: list[str] | None = None, samples_per_prompt: int | None = None,
               seed: int = 0, temperature: float = 1.0, top_p: float = 1.0,
-              max_new_tokens: int | None = None, profile: Profile | str | None = None) -> EvalResult:
+              max_new_tokens: int | None = None, profile: Profile | ProfileView | str | None = None) -> EvalResult:
     """Sample with the protocol and score with the gold reward."""
     ro = sample(model, tokenizer, prompts, samples_per_prompt, seed, temperature, top_p,
                 max_new_tokens, profile)
@@ -139,7 +144,7 @@ def sequence_kl(policy, ref, tokenizer, rollout: Rollout) -> torch.Tensor:
 
 
 def kl_to_ref(policy, ref, tokenizer, prompts: list[str] | None = None, samples_per_prompt: int | None = None,
-              seed: int = 0, profile: Profile | str | None = None) -> tuple[float, float]:
+              seed: int = 0, profile: Profile | ProfileView | str | None = None) -> tuple[float, float]:
     """(mean, se) of the sequence KL from `policy` to `ref` on the protocol's samples."""
     ro = sample(policy, tokenizer, prompts, samples_per_prompt, seed, profile=profile)
     return mean_se(sequence_kl(policy, ref, tokenizer, ro).numpy())
@@ -153,7 +158,7 @@ def win_rate(rewards_a, rewards_b) -> tuple[float, float]:
 
 def best_of_n_gold(model, tokenizer, prompts: list[str], n: int, seed: int = 0, temperature: float = 1.0,
                    top_p: float = 1.0, max_new_tokens: int | None = None,
-                   profile: Profile | str | None = None) -> dict:
+                   profile: Profile | ProfileView | str | None = None) -> dict:
     """For each of P prompts, n samples scored by the gold reward (the policy's headroom).
 
     Returns {"best": (P,) max over the n, "mean": (P,) mean over the n, "rewards": (P, n),
@@ -181,28 +186,39 @@ def report_card(results: dict[str, EvalResult]) -> str:
 # --- cached evaluations of zoo entries: a later chapter reuses an earlier chapter's numbers ---
 
 
-def evaluate_entry(name: str, profile: Profile | str | None = None, seed: int = 0) -> EvalResult:
-    """`gold_eval` of the zoo entry `name` with the protocol, cached by the entry's key."""
+def protocol_view(profile: Profile | ProfileView | str | None, fields: tuple[str, ...], reader: str) -> ProfileView:
+    """`profile` as a cached evaluation may read it: `fields` only (its cache key covers them)."""
+    return ProfileView(resolve(profile), fields, reader, f"add it to evaluate.{reader}'s fields")
+
+
+def cache_config(entry, prof: Profile | ProfileView, fields: tuple[str, ...], seed: int = 0) -> dict:
+    """A cached evaluation's key: the entry (its key), the protocol, the seed and every profile
+    field the evaluation reads."""
+    return {"entry": entry.path.name, "protocol": PROTOCOL_VERSION, "seed": seed, **read(prof, fields)}
+
+
+def evaluate_entry(name: str, profile: Profile | ProfileView | str | None = None, seed: int = 0) -> EvalResult:
+    """`gold_eval` of the zoo entry `name` with the protocol, cached by the entry's key and the
+    profile's `EVAL_FIELDS`."""
     from . import zoo
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = protocol_view(profile, EVAL_FIELDS, "evaluate_entry")
     entry = zoo.get(name, prof)
 
     def run() -> dict:
         model, tok = entry.load()
         return gold_eval(model, tok, seed=seed, profile=prof).to_dict()
-    config = {"entry": entry.path.name, "protocol": PROTOCOL_VERSION, "seed": seed}
-    return EvalResult.from_dict(zoo.cached_run(f"eval-{name}", config, run, prof.name))
+    return EvalResult.from_dict(zoo.cached_run(f"eval-{name}", cache_config(entry, prof, EVAL_FIELDS, seed), run, prof.name))
 
 
-def headroom(base: str = "base", policy: str = "sft", profile: Profile | str | None = None,
+def headroom(base: str = "base", policy: str = "sft", profile: Profile | ProfileView | str | None = None,
              seed: int = 0) -> dict[str, dict]:
     """Per family: base and policy mean gold reward (the protocol), the policy's best-of-N mean
     by the gold reward on `headroom_prompts_per_family` prompts, and the fraction of the way
     from base to best-of-N the policy closed: (policy − base) / (best-of-N − base)."""
     from . import zoo
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    base_f = evaluate_entry(base, prof, seed).by_family()
-    pol_f = evaluate_entry(policy, prof, seed).by_family()
+    base_f = evaluate_entry(base, profile, seed).by_family()
+    pol_f = evaluate_entry(policy, profile, seed).by_family()
+    prof = protocol_view(profile, HEADROOM_FIELDS, "headroom")
     entry = zoo.get(policy, prof)
 
     def run() -> dict:
@@ -213,8 +229,7 @@ def headroom(base: str = "base", policy: str = "sft", profile: Profile | str | N
             bon = best_of_n_gold(model, tok, prompts, prof.best_of_n, seed, profile=prof)
             out[fam] = float(bon["best"].mean())
         return out
-    config = {"entry": entry.path.name, "protocol": PROTOCOL_VERSION, "seed": seed, "n": prof.best_of_n}
-    best = zoo.cached_run(f"best-of-n-{policy}", config, run, prof.name)
+    best = zoo.cached_run(f"best-of-n-{policy}", cache_config(entry, prof, HEADROOM_FIELDS, seed), run, prof.name)
     rows = {}
     for fam in world.FAMILIES:
         b, p, bon = base_f[fam][0], pol_f[fam][0], best[fam]

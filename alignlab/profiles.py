@@ -157,6 +157,45 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[name]
 
 
+class ProfileView:
+    """The fields of a profile that one reader declared, and only those. Whatever caches its result
+    under a key (a zoo recipe, a cached evaluation) reads the profile through one of these, so it
+    cannot read a field its key does not cover: a change to that field would otherwise leave a
+    stale result silently reused. `name` is always readable."""
+
+    def __init__(self, profile: "Profile | ProfileView", fields: tuple[str, ...] | None, reader: str,
+                 fix: str = "") -> None:
+        self._profile, self._fields, self._reader, self._fix = profile, fields, reader, fix
+
+    def __getattr__(self, field: str):
+        if field != "name" and self._fields is not None and field not in self._fields:
+            raise AttributeError(f"{self._reader} reads profile.{field} but declares only {self._fields}; "
+                                 f"{self._fix or 'declare it'} so the key covers it")
+        return getattr(self._profile, field)
+
+    def __repr__(self) -> str:
+        return f"ProfileView({self.name!r}, fields={self._fields}, reader={self._reader!r})"
+
+
+def resolve(profile: "Profile | ProfileView | str | None") -> "Profile | ProfileView":
+    """A profile (or a view of one) as it is; a name, or None for the active profile, looked up."""
+    return get_profile(profile) if profile is None or isinstance(profile, str) else profile
+
+
+def whole(profile: "Profile | ProfileView | str | None") -> Profile:
+    """The whole profile behind any views: only for hashing the keys of entries a reader depends
+    on (each entry's key covers its own fields), never for reading fields."""
+    profile = resolve(profile)
+    while isinstance(profile, ProfileView):
+        profile = profile._profile
+    return profile
+
+
+def read(profile: "Profile | ProfileView", fields: tuple[str, ...]) -> dict:
+    """{field: value} of `fields`: the part of a cache key that covers what a reader reads."""
+    return {f: getattr(profile, f) for f in fields}
+
+
 def describe() -> str:
     """A table of the profiles' main sizes, for the book's first chapter."""
     rows = ["profile  width layers  ctx  pretrain steps×batch  SFT demos  eval samples  best-of-N"]

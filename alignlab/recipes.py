@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from . import evaluate, models, ppo, reward, train, world
-from .profiles import Profile
+from .profiles import Profile, ProfileView
 from .zoo import Entry, partial_dir, register
 
 VOCAB_SIZE = 1024
@@ -145,7 +145,7 @@ def _build_ppo(name: str, rm_name: str, beta: float, out: Path, profile: Profile
 
     def held_out(pol) -> evaluate.EvalResult:  # one sample per prompt, the same seed every time
         return evaluate.gold_eval(pol, tok, held_out_prompts, samples_per_prompt=1, seed=0,
-                                  max_new_tokens=profile.max_new_tokens, profile=profile._profile)
+                                  max_new_tokens=profile.max_new_tokens, profile=profile)
     start = held_out(policy)  # the SFT model: R(0) of the run
 
     def held_out_gold(step: int, pol) -> dict:
@@ -243,13 +243,12 @@ FAMILY = {"ipo": {"beta": 0.1}, "simpo": {"beta": 2.0, "gamma": 1.0}, "orpo": {"
 """Chapter 4's family runs and their hyperparameters (β is IPO's τ and ORPO's λ)."""
 
 
-def policy_report(policy, ref, tok, profile: Profile) -> dict:
+def policy_report(policy, ref, tok, profile: Profile | ProfileView) -> dict:
     """Held-out gold (mean, se, paired gain over the SFT model with common random numbers) and
     KL to `ref` (the SFT model), with the book's evaluation protocol."""
-    prof = profile._profile if hasattr(profile, "_profile") else profile
-    res, base = evaluate.gold_eval(policy, tok, profile=prof), evaluate.evaluate_entry("sft", prof)
+    res, base = evaluate.gold_eval(policy, tok, profile=profile), evaluate.evaluate_entry("sft", profile)
     gain, gain_se = evaluate.paired_difference(res, base)
-    kl, kl_se = evaluate.kl_to_ref(policy, ref, tok, profile=prof)
+    kl, kl_se = evaluate.kl_to_ref(policy, ref, tok, profile=profile)
     return {"gold": res.mean, "gold_se": res.se, "gain": gain, "gain_se": gain_se, "kl": kl, "kl_se": kl_se,
             "by_family": res.by_family()}
 
@@ -261,8 +260,9 @@ def entry_report(name: str, ref, tok, profile: Profile) -> dict:
     entry = zoo.get(name, profile)
     if "report" in entry.meta:
         return entry.meta["report"]
-    return zoo.cached_run(f"report-{name}", {"entry": entry.path.name, "protocol": evaluate.PROTOCOL_VERSION},
-                          lambda: policy_report(entry.load(dtype=torch.float32)[0], ref, tok, profile), profile.name)
+    view = evaluate.protocol_view(profile, evaluate.EVAL_FIELDS, "entry_report")
+    return zoo.cached_run(f"report-{name}", evaluate.cache_config(entry, view, evaluate.EVAL_FIELDS),
+                          lambda: policy_report(entry.load(dtype=torch.float32)[0], ref, tok, view), view.name)
 
 
 def _build_preference(name: str, method: str, out: Path, profile: Profile, deps: dict[str, Entry],

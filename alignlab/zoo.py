@@ -29,7 +29,7 @@ from typing import Callable
 
 from filelock import FileLock
 
-from .profiles import Profile, get_profile
+from .profiles import Profile, ProfileView, resolve, whole
 
 HOME_ENV = "ALIGNLAB_HOME"
 MANIFEST = "MANIFEST.json"
@@ -82,27 +82,8 @@ def register(name: str, deps: tuple[str, ...] = (), version: str = "1", why: str
 
 def names(profile: Profile | str | None = None) -> list[str]:
     """The entries the chapters use in `profile` (what `alignlab zoo build` builds by default)."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = resolve(profile)
     return [n for n, r in RECIPES.items() if r.used_by is None or r.used_by(prof)]
-
-
-class ProfileView:
-    """The part of a profile a recipe declared: reading any other field is an error, because the
-    entry's key would not change when that field did (a stale cache, silently reused)."""
-
-    def __init__(self, profile: Profile, name: str):
-        self._profile, self._recipe = profile, name
-
-    def __getattr__(self, field: str):
-        fields = RECIPES[self._recipe].fields
-        if field != "name" and fields is not None and field not in fields:
-            raise AttributeError(f"recipe {self._recipe!r} reads profile.{field} but declares only "
-                                 f"{fields}; add it to register(..., fields=...) so the key covers it")
-        return getattr(self._profile, field)
-
-
-def _unwrap(profile: "Profile | ProfileView") -> Profile:
-    return profile._profile if isinstance(profile, ProfileView) else profile
 
 
 @dataclass(frozen=True)
@@ -128,12 +109,12 @@ class Entry:
         return load_tokenizer(self.path)
 
 
-def key(name: str, profile: Profile) -> str:
+def key(name: str, profile: Profile | ProfileView) -> str:
     """Hash of everything that determines the entry's content."""
     from .world import WORLD_VERSION
     if name not in RECIPES:
         raise KeyError(f"No zoo entry named {name!r}; known entries: {sorted(RECIPES)}.")
-    recipe, profile = RECIPES[name], _unwrap(profile)
+    recipe, profile = RECIPES[name], whole(profile)
     fields = asdict(profile)
     if recipe.fields is not None:
         fields = {f: fields[f] for f in (*recipe.fields, "name")}
@@ -142,7 +123,7 @@ def key(name: str, profile: Profile) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def entry_path(name: str, profile: Profile) -> Path:
+def entry_path(name: str, profile: Profile | ProfileView) -> Path:
     return home() / "zoo" / profile.name / f"{name}-{key(name, profile)}"
 
 
@@ -201,7 +182,8 @@ def _build(name: str, profile: Profile, final: Path) -> None:
     tmp.mkdir(parents=True)
     t0 = time.time()
     try:
-        meta = recipe.build(tmp, ProfileView(profile, name), deps)
+        view = ProfileView(profile, recipe.fields, f"recipe {name!r}", "add it to register(..., fields=...)")
+        meta = recipe.build(tmp, view, deps)
         meta.update(name=name, profile=profile.name, key=key(name, profile),
                     build_seconds=round(time.time() - t0, 1))
         (tmp / META).write_text(json.dumps(meta, indent=1))
@@ -212,9 +194,9 @@ def _build(name: str, profile: Profile, final: Path) -> None:
     print(f"[alignlab] built '{name}' in {time.time() - t0:.0f} s")
 
 
-def get(name: str, profile: str | Profile | None = None, rebuild: bool = False) -> Entry:
+def get(name: str, profile: str | Profile | ProfileView | None = None, rebuild: bool = False) -> Entry:
     """The entry `name` for `profile` (default: the active one), built first if needed."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    prof = whole(profile)  # a recipe may pass its view: each entry's key covers its own fields
     final = entry_path(name, prof)
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):
@@ -227,14 +209,14 @@ def get(name: str, profile: str | Profile | None = None, rebuild: bool = False) 
     return Entry(name, prof.name, final)
 
 
-def partial_dir(name: str, profile: Profile) -> Path:
+def partial_dir(name: str, profile: Profile | ProfileView) -> Path:
     """Where an in-progress build keeps its training checkpoint (survives an interrupt)."""
-    return home() / "zoo" / profile.name / ".partial" / f"{name}-{key(name, _unwrap(profile))}"
+    return home() / "zoo" / profile.name / ".partial" / f"{name}-{key(name, profile)}"
 
 
 def cached_run(name: str, config: dict, fn: Callable[[], dict], profile: str | None = None) -> dict:
     """Run `fn()` once per (name, config, profile) and cache its JSON result."""
-    prof = get_profile(profile)
+    prof = resolve(profile)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
     path = home() / "runs" / prof.name / f"{name}-{digest}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

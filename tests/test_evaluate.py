@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from alignlab import evaluate, models, rollout, world
+from alignlab import evaluate, models, profiles, rollout, world
 
 
 def test_mean_se():
@@ -28,7 +28,7 @@ def test_win_rate_counts_ties_half():
 
 
 def test_eval_set_is_fixed_and_covers_every_family():
-    prof = evaluate.get_profile("ci")
+    prof = profiles.get_profile("ci")
     prompts = evaluate.eval_set(prof)
     assert prompts == evaluate.eval_set("ci")
     assert len(prompts) == prof.eval_prompts_per_family * len(world.FAMILIES)
@@ -102,7 +102,11 @@ def test_evaluate_entry_is_cached(alignlab_home, tiny_profile):
     assert list((alignlab_home / "runs" / "ci").glob("eval-sft-*.json"))
     again = evaluate.evaluate_entry("sft", tiny_profile)
     assert again.responses == first.responses
+    more = tiny_profile.replace(eval_samples_per_prompt=tiny_profile.eval_samples_per_prompt + 1)
+    assert evaluate.evaluate_entry("sft", more).n == first.n + tiny_profile.eval_prompts_per_family * len(
+        world.FAMILIES)  # a profile change is a new evaluation, never the stale cached one
     room = evaluate.headroom("base", "sft", tiny_profile)
+    assert {r["n"] for r in evaluate.headroom("base", "sft", tiny_profile.replace(best_of_n=3)).values()} == {3}
     for row in room.values():
         assert set(row) == {"base", "policy", "best_of_n", "n", "closed"}
         gap = row["best_of_n"] - row["base"]
@@ -166,3 +170,26 @@ def test_agreement_scores_read_an_lm_by_its_margin_and_a_reward_model_by_its_rew
                        reward.rewards(rm, tok, prompts, [evaluate.AGREE] * len(prompts)))
     probes = evaluate.claim_probes({"lm": model, "rm": rm}, tok, prompts)
     assert probes["rm"] == evaluate.claim_probe(reward.rewards(rm, tok, prompts, [evaluate.AGREE] * 6), prompts)
+
+
+def test_the_protocol_reads_only_the_fields_its_cache_keys_on(model, tok, tiny_profile):
+    """evaluate_entry, headroom and entry_report cache by EVAL_FIELDS / HEADROOM_FIELDS and read the
+    profile through a view of only those: an evaluation that started reading another field would
+    fail here (add the field to the tuple) instead of returning a stale cached result."""
+    view = evaluate.protocol_view(tiny_profile, evaluate.EVAL_FIELDS, "evaluate_entry")
+    assert evaluate.gold_eval(model, tok, profile=view).n > 0
+    assert math.isfinite(evaluate.kl_to_ref(model, model, tok, profile=view)[0])
+    bon = evaluate.protocol_view(tiny_profile, evaluate.HEADROOM_FIELDS, "headroom")
+    evaluate.best_of_n_gold(model, tok, world.eval_prompts(n=2), bon.best_of_n, profile=bon)
+    narrow = evaluate.protocol_view(tiny_profile, ("eval_prompts_per_family",), "evaluate_entry")
+    with pytest.raises(AttributeError, match="reads profile.eval_samples_per_prompt"):
+        evaluate.gold_eval(model, tok, profile=narrow)
+
+
+@pytest.mark.parametrize("field", evaluate.EVAL_FIELDS)
+def test_each_protocol_field_changes_the_cache_key(field, tiny_profile, tmp_path):
+    class Entry:  # only its path's name enters the key
+        path = tmp_path / "sft-0123"
+    changed = tiny_profile.replace(**{field: getattr(tiny_profile, field) + 1})
+    keys = [evaluate.cache_config(Entry, p, evaluate.EVAL_FIELDS) for p in (tiny_profile, changed)]
+    assert keys[0] != keys[1]

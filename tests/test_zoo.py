@@ -6,6 +6,7 @@ import multiprocessing as mp
 import os
 import re
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -239,6 +240,16 @@ def test_recipe_cannot_read_an_undeclared_field(alignlab_home, tiny_profile):
             zoo.get("sneaky", tiny_profile)
     finally:
         del zoo.RECIPES["sneaky"]
+
+
+def test_nothing_reaches_behind_a_profile_view():
+    """Only `profiles` itself may read a view's whole profile: a recipe or an evaluation that did
+    could read fields its cache key does not cover."""
+    import alignlab
+    root = Path(alignlab.__file__).parent
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if p.name != "profiles.py" and "._profile" in p.read_text()]
+    assert offenders == []
 
 
 def test_names_lists_only_what_a_profile_uses():
