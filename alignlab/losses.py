@@ -12,13 +12,19 @@ import torch.nn.functional as F
 Metrics = dict[str, torch.Tensor]
 
 
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """x in at least float32: half precision (bf16, fp16) goes up, float64 stays float64 (`.float()`
+    would round it down, so a float64 reference could not check a loss past float32's ~1e-7)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p(labels) under logits, in float32.
+    """log p(labels) under logits, in float32 (float64 if the logits are).
 
     logits (B, T, V) predicting labels (B, T) → (B, T). Labels outside the vocabulary (e.g. the
     -100 of HF's convention) are read as token 0; mask them out afterwards.
     """
-    logp = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    logp = F.log_softmax(upcast(logits), dim=-1)  # (B, T, V)
     return logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
 
 
@@ -50,8 +56,8 @@ def cross_entropy_decomposition(q: torch.Tensor, logits: torch.Tensor) -> dict[s
     the model, so minimising CE (pretraining, SFT) is minimising the forward KL from the data to
     the model — which rewards covering everything the data does, good behaviour and bad alike.
     """
-    logp = F.log_softmax(logits.float(), dim=-1)
-    q = q.float()
+    logp = F.log_softmax(upcast(logits), dim=-1)
+    q = upcast(q)
     q_logq = torch.where(q > 0, q * q.clamp(min=1e-30).log(), torch.zeros_like(q))
     ce = -(q * logp).sum(-1)
     entropy = -q_logq.sum(-1)
@@ -130,9 +136,9 @@ def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages
     accumulation equals one big batch). Metrics: clip_frac = masked mean of |ρ − 1| > ε, and
     approx_kl = masked mean of (ρ − 1) − log ρ (k3 of KL(π_old ‖ π_θ))."""
     mask = mask.to(torch.float32)
-    log_ratio = logprobs.float() - old_logprobs.float().detach()
+    log_ratio = upcast(logprobs) - upcast(old_logprobs).detach()
     ratio = torch.exp(log_ratio)
-    adv = advantages.float().detach()
+    adv = upcast(advantages).detach()
     per_token = torch.maximum(-adv * ratio, -adv * torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps))
     loss = _masked_mean(per_token, mask, num_tokens)
     with torch.no_grad():
@@ -150,7 +156,7 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
 
     all (B, T); `clip_eps=None` is the plain squared error. Metrics: vf_clip_frac, explained_var."""
     mask = mask.to(torch.float32)
-    v, old, ret = values.float(), old_values.float().detach(), returns.float().detach()
+    v, old, ret = upcast(values), upcast(old_values).detach(), upcast(returns).detach()
     err = (v - ret) ** 2
     if clip_eps is not None:
         clipped = old + torch.clamp(v - old, -clip_eps, clip_eps)
@@ -175,7 +181,7 @@ def kl_estimators(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> dict[st
         k2 = ½ (log r)²        biased, low variance (the f-divergence with f = ½ (log x)²);
         k3 = (r − 1) − log r   unbiased and ≥ 0 everywhere, since log x ≤ x − 1.
     """
-    log_r = ref_logprobs.float() - logprobs.float()
+    log_r = upcast(ref_logprobs) - upcast(logprobs)
     return {"k1": -log_r, "k2": 0.5 * log_r ** 2, "k3": torch.expm1(log_r) - log_r}
 
 
@@ -190,11 +196,11 @@ def kl_penalized_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logpr
     0-dim tensor (the adaptive controller's). Summed over t, the penalty is −β times the k1
     estimate of the sequence KL."""
     mask = mask.to(torch.float32)
-    k1 = (logprobs.float() - ref_logprobs.float()).detach()
+    k1 = (upcast(logprobs) - upcast(ref_logprobs)).detach()
     rewards = -beta * k1 * mask
     last = (mask.sum(-1).long() - 1).clamp(min=0)  # (B,) index of the last response token
     has_tokens = (mask.sum(-1) > 0).to(rewards.dtype)
-    rewards[torch.arange(len(last)), last] += scores.float().detach() * has_tokens
+    rewards[torch.arange(len(last)), last] += upcast(scores).detach() * has_tokens
     return rewards
 
 
@@ -223,8 +229,8 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     chosen and rejected (means), accuracy (chosen reward > rejected), margin (mean difference)."""
     if loss_type not in _DPO_LOSSES:
         raise ValueError(f"loss_type must be one of {sorted(_DPO_LOSSES)}, not {loss_type!r}")
-    chosen = policy_chosen_logps.float() - ref_chosen_logps.float().detach()
-    rejected = policy_rejected_logps.float() - ref_rejected_logps.float().detach()
+    chosen = upcast(policy_chosen_logps) - upcast(ref_chosen_logps).detach()
+    rejected = upcast(policy_rejected_logps) - upcast(ref_rejected_logps).detach()
     loss = _DPO_LOSSES[loss_type](chosen - rejected, beta).mean()
     r_c, r_r = (beta * chosen).detach(), (beta * rejected).detach()
     return loss, {"chosen_reward": r_c.mean(), "rejected_reward": r_r.mean(),
@@ -239,7 +245,7 @@ def simpo_loss(chosen_avg_logps: torch.Tensor, rejected_avg_logps: torch.Tensor,
         L = −log σ(β/|y_w| · log π(y_w) − β/|y_l| · log π(y_l) − γ)
 
     chosen_avg_logps, rejected_avg_logps (B,): log π(y) / |y| (per-token means)."""
-    r_c, r_r = beta * chosen_avg_logps.float(), beta * rejected_avg_logps.float()
+    r_c, r_r = beta * upcast(chosen_avg_logps), beta * upcast(rejected_avg_logps)
     loss = -F.logsigmoid(r_c - r_r - gamma).mean()
     return loss, {"chosen_reward": r_c.detach().mean(), "rejected_reward": r_r.detach().mean(),
                   "accuracy": (r_c > r_r).float().mean().detach(), "margin": (r_c - r_r).detach().mean()}
@@ -256,7 +262,7 @@ def orpo_loss(chosen_avg_logps: torch.Tensor, rejected_avg_logps: torch.Tensor, 
     means (< 0); chosen_nll the 0-dim SFT loss on the chosen responses, computed by the caller."""
     def log_odds(avg):  # log P − log(1 − P), stable for P near 0 and 1
         return avg - torch.log1p(-torch.exp(avg.clamp(max=-1e-6)))
-    ratio = log_odds(chosen_avg_logps.float()) - log_odds(rejected_avg_logps.float())
+    ratio = log_odds(upcast(chosen_avg_logps)) - log_odds(upcast(rejected_avg_logps))
     or_loss = -F.logsigmoid(ratio).mean()
     return chosen_nll + lam * or_loss, {"nll": chosen_nll.detach(), "or_loss": or_loss.detach(),
                                        "log_odds_ratio": ratio.detach().mean(),
@@ -275,7 +281,7 @@ def kto_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, desirable: tor
 
     policy_logps, ref_logps (B,) summed log-probs; desirable (B,) bool; reference_point z₀
     (TRL: the clamped-at-0 mean log-ratio on mismatched prompt/response pairs)."""
-    r = policy_logps.float() - ref_logps.float().detach()
+    r = upcast(policy_logps) - upcast(ref_logps).detach()
     z0 = torch.as_tensor(reference_point, dtype=r.dtype, device=r.device).detach()
     desirable = desirable.bool()
     value = torch.where(desirable, lambda_d * torch.sigmoid(beta * (r - z0)),

@@ -87,3 +87,19 @@ def test_dpo_loss_gradients_pass_gradcheck(loss_type):
     assert torch.autograd.gradcheck(f, inputs)
     c, r = inputs  # and dpo_loss computes exactly that function
     assert losses.dpo_loss(c, r, *ref, beta=0.7, loss_type=loss_type)[0].item() == pytest.approx(f(c, r).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("loss_type, per_pair", [
+    ("sigmoid", lambda h, b: -log_sigmoid(b * h)),
+    ("ipo", lambda h, b: (h - 1 / (2 * b)) ** 2),
+])
+def test_float64_inputs_stay_float64(loss_type, per_pair):
+    """A pure loss upcasts half precision and keeps float64: a float64 reference (Python floats,
+    one pair at a time) then agrees to 1e-10, where float32 would differ by ~1e-5 on IPO."""
+    pc, pr, rc, rr = (x.double() for x in logps())
+    loss, _ = losses.dpo_loss(pc, pr, rc, rr, beta=0.1, loss_type=loss_type)
+    hs = [float((pc[i] - rc[i]) - (pr[i] - rr[i])) for i in range(6)]
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(sum(per_pair(h, 0.1) for h in hs) / 6, rel=1e-10, abs=1e-10)
+    half, _ = losses.dpo_loss(*(x.bfloat16() for x in (pc, pr, rc, rr)), beta=0.1, loss_type=loss_type)
+    assert half.dtype == torch.float32

@@ -155,3 +155,10 @@ def test_gradient_reaches_only_the_trained_inputs(name, loss_fn, trained, frozen
     loss.backward()
     assert all(x[k].grad is not None and x[k].grad.abs().sum() > 0 for k in trained)
     assert all(x[k].grad is None for k in frozen), {k: x[k].grad for k in frozen}
+
+
+@pytest.mark.parametrize("name, loss_fn, trained, frozen", FROZEN, ids=[r[0] for r in FROZEN])
+def test_float64_inputs_give_float64_outputs(name, loss_fn, trained, frozen):
+    x, mask = _leaves()
+    x = {k: v.detach().double() for k, v in x.items()}
+    assert loss_fn(x, mask.double()).dtype == torch.float64
