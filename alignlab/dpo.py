@@ -37,6 +37,13 @@ def preference_pairs(groups: list[Group], min_gap: int = 1) -> list[Pair]:
             for w, l in g.pairs(lambda ranking: ranking_to_pairs(ranking, min_gap))]
 
 
+def subset(pairs: list[Pair], n: int, seed: int) -> list[Pair]:
+    """`n` of `pairs` drawn at random by `seed`, kept in their original order: the pairs a
+    chapter-4 run trains on (its meta records `pairs` = n and `seed`), so anyone can rebuild them."""
+    keep = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:n]
+    return [pairs[i] for i in sorted(keep.tolist())]
+
+
 def label_quality_by_gap(groups: list[Group], gaps: tuple[int, ...] = (1, 2, 3, 4, 5, 6)) -> list[dict]:
     """For pairs at least `gap` places apart in the labeler's ranking: how many there are, and the
     fraction whose label agrees with the gold reward (`agree`), contradicts it (`disagree`) or

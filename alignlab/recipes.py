@@ -278,9 +278,7 @@ def _build_preference(name: str, method: str, out: Path, profile: Profile, deps:
                                                     world.Labeler(seed=0)), min_gap=min_gap)
     # one pass over a random subset as large as the run uses: the reference pass costs as much
     # as training, so it is spent only on pairs the run will see
-    n = min(len(pairs), profile.dpo_steps * profile.dpo_batch)
-    keep = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:n]
-    pairs = [pairs[i] for i in sorted(keep.tolist())]
+    pairs = dpo.subset(pairs, min(len(pairs), profile.dpo_steps * profile.dpo_batch), seed)
     ref_lp = dpo.reference_logps(ref, tok, pairs, with_mismatched=method == "kto")
     config = train.TrainConfig(steps=profile.dpo_steps, lr=profile.dpo_lr, warmup_steps=max(1, profile.dpo_steps // 10),
                                desc=f"{name} ({profile.name})", checkpoint_every=max(1, profile.dpo_steps // 3),
