@@ -1,12 +1,15 @@
-"""The labs: their notebooks' nbgrader metadata, the checks' feedback, and the instructor's
-workflow end to end — release, autograde fake students, feedback, export — in a temporary copy
-of the course (nothing is written under labs/).
+"""The labs: their notebooks' nbgrader metadata, the checks against naive correct students (each
+mistake a check names: test_lab_mistakes.py), and the instructor's workflow end to end — release,
+autograde fake students, feedback, export — in a temporary copy of the course (nothing is
+written under labs/).
 
 Scores are read from `nbgrader export`'s CSV, since `nbgrader validate` exits 0 even when tests fail.
 """
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import runpy
 
 import nbformat
@@ -74,52 +77,113 @@ def test_course_config_has_a_finite_cell_timeout():
     assert config["Execute"]["interrupt_on_timeout"] is True
 
 
-# --- the checks, on the reference and on known mistakes ---------------------------------------
+# --- the checks and hidden tests accept a correct student, written naively ----------------------
+# Each student is a Python loop over rows and tokens, in float64, written from the lab's formula
+# without `alignlab.losses` or the lab's `reference_*`. The checks (on their worked examples) and
+# the hidden tests (on random padded inputs) compare it with the lab's reference, so a bug in that
+# reference, or in the library function behind it, fails here. The mistakes: test_lab_mistakes.py.
 
 
-def test_checks_accept_the_reference(capsys):
-    labs.check_response_mask(labs.sft.reference_response_mask)
-    labs.check_masked_nll(labs.sft.reference_masked_nll)
-    labs.check_bradley_terry_loss(labs.reward_model.reference_bt)
-    labs.check_ranking_to_pairs(labs.reward_model.reference_pairs)
-    labs.check_kl_penalized_rewards(losses.kl_penalized_rewards)
-    labs.check_gae(losses.gae)
-    labs.check_ppo_clip_loss(lambda *a: losses.ppo_clip_loss(*a)[0])
-    labs.check_dpo_loss(lambda *a: losses.dpo_loss(*a)[0])
-    labs.check_implicit_reward(lambda pi, ref, beta: beta * (pi.log() - ref.log()))
-    labs.hidden_masked_nll(labs.sft.reference_masked_nll, seed=1)
-    labs.hidden_kl_penalized_rewards(losses.kl_penalized_rewards, seed=1)
-    labs.hidden_gae(losses.gae, seed=1)
-    labs.hidden_ppo_clip_loss(lambda *a: losses.ppo_clip_loss(*a)[0], seed=1)
-    labs.hidden_implicit_reward(lambda pi, ref, beta: beta * (pi.log() - ref.log()), seed=1)
-    assert capsys.readouterr().out.count("✓") == 14
+def loop_response_mask(attention_mask, prompt_lengths):
+    """1 on each real token at or after the prompt, one (b, t) at a time."""
+    B, T = attention_mask.shape
+    return torch.tensor([[float(attention_mask[b, t] == 1 and t >= prompt_lengths[b]) for t in range(T)]
+                         for b in range(B)])
 
 
-def _nll(logits, labels):
-    return -torch.log_softmax(logits, -1).gather(-1, labels[..., None])[..., 0]
+def loop_masked_nll(logits, labels, mask):
+    """Σ of −log softmax(z)[y] = log Σ_v e^{z_v} − z_y over the response tokens, over their count."""
+    total, count = 0.0, 0
+    for b, t in mask.nonzero().tolist():
+        z = logits[b, t].double()  # (V,), kept in the graph: the check wants a gradient to the logits
+        total = total + z.exp().sum().log() - z[labels[b, t]]
+        count += 1
+    return total / count
 
 
-@pytest.mark.parametrize("check, wrong, says", [
-    ("check_masked_nll", lambda lo, la, m: ((_nll(lo, la) * m).sum(-1) / m.sum(-1)).mean(),
-     "averaged over each sequence"),
-    ("check_masked_nll", lambda lo, la, m: (_nll(lo, la) * m).sum() / m.numel(), "divided by every position"),
-    ("check_masked_nll", lambda lo, la, m: (_nll(lo, la) * m).sum(), "without dividing"),
-    ("check_response_mask", lambda a, p: a.float(), "keeps the prompt"),
-    ("check_response_mask", lambda a, p: ((torch.arange(a.shape[1]) > p[:, None]) & a.bool()).float(), "off by one"),
-    ("check_bradley_terry_loss", lambda w, l: -torch.log(torch.sigmoid(w - l)).mean(), "logsigmoid"),
-    ("check_bradley_terry_loss", lambda w, l: -torch.nn.functional.logsigmoid(l - w).mean(), "swapped"),
-    ("check_ranking_to_pairs", lambda r: [(r[i], r[i + 1]) for i in range(len(r) - 1)], "neighbouring"),
-    ("check_gae", lambda r, v, g, l, m: (losses.gae(r, v, g, l, m)[0],) * 2, "returns are the advantages"),
-    ("check_ppo_clip_loss", lambda lp, old, a, m, eps: (-a * (lp - old).exp() * m).sum() / m.sum(), "no clipping"),
-    ("check_kl_penalized_rewards", lambda s, lp, ref, m, b: losses.kl_penalized_rewards(s, ref, lp, m, b),
-     "wrong sign"),
-    ("check_dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(b * (pc - pr)).mean(),
-     "left out the reference"),
-    ("check_implicit_reward", lambda pi, ref, beta: pi.log() - ref.log(), "left out β"),
-])
-def test_checks_name_the_mistake(check, wrong, says):
-    with pytest.raises(labs.LabCheckError, match=says):
-        getattr(labs, check)(wrong)
+def loop_bradley_terry_loss(r_chosen, r_rejected):
+    """The mean over pairs of −log σ(d) = log(1 + e^{−d}), d = r_w − r_l (finite in float64 for |d| < 700)."""
+    terms = [torch.log1p(torch.exp(-(w.double() - l.double()))) for w, l in zip(r_chosen, r_rejected)]
+    return sum(terms) / len(terms)
+
+
+def loop_ranking_to_pairs(ranking):
+    """Each response against every response ranked below it."""
+    return [(ranking[i], ranking[j]) for i in range(len(ranking)) for j in range(i + 1, len(ranking))]
+
+
+def loop_kl_penalized_rewards(scores, logprobs, ref_logprobs, mask, beta):
+    """−β·(log π − log π_ref) on each of a row's n response tokens, and its score added on token n − 1."""
+    out = torch.zeros(mask.shape, dtype=torch.float64)
+    for b in range(mask.shape[0]):
+        n = int(mask[b].sum())
+        for t in range(n):
+            out[b, t] = -float(beta) * (float(logprobs[b, t]) - float(ref_logprobs[b, t]))
+        if n:
+            out[b, n - 1] += float(scores[b])
+    return out
+
+
+def loop_gae(rewards, values, gamma, lam, mask):
+    """Backwards over each row's n real tokens: δ_t = r_t + γ·V_{t+1} − V_t with V_n = 0 (the episode
+    ends), Â_t = δ_t + γλ·Â_{t+1}, and the return Â_t + V_t; 0 on padding."""
+    adv, ret = torch.zeros(mask.shape, dtype=torch.float64), torch.zeros(mask.shape, dtype=torch.float64)
+    for b in range(mask.shape[0]):
+        next_value, running = 0.0, 0.0
+        for t in reversed(range(int(mask[b].sum()))):
+            value = float(values[b, t])
+            delta = float(rewards[b, t]) + gamma * next_value - value
+            running = delta + gamma * lam * running
+            adv[b, t], ret[b, t] = running, running + value
+            next_value = value
+    return adv, ret
+
+
+def loop_ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps):
+    """−min(ρ·Â, clip(ρ, 1 − ε, 1 + ε)·Â) averaged over the response tokens, one token at a time."""
+    per_token = []
+    for b, t in mask.nonzero().tolist():
+        rho = torch.exp(logprobs[b, t].double() - float(old_logprobs[b, t]))  # in the graph of logprobs
+        a = float(advantages[b, t])
+        per_token.append(-min(rho * a, rho.clamp(1 - clip_eps, 1 + clip_eps) * a))
+    return sum(per_token) / len(per_token)
+
+
+def loop_dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta):
+    """The mean over pairs of −log σ(β·h) = log(1 + e^{−βh}), h = (π_w − ref_w) − (π_l − ref_l) in log-probs."""
+    terms = []
+    for pc, pr, rc, rr in zip(policy_chosen, policy_rejected, ref_chosen, ref_rejected):
+        h = (pc.double() - float(rc)) - (pr.double() - float(rr))
+        terms.append(torch.log1p(torch.exp(-beta * h)))
+    return sum(terms) / len(terms)
+
+
+def loop_implicit_reward(pi, pi_ref, beta):
+    """β·log(π(y)/π_ref(y)) for each response y."""
+    return torch.tensor([beta * math.log(p / q) for p, q in zip(pi.tolist(), pi_ref.tolist())],
+                        dtype=torch.float64)
+
+
+NAIVE_STUDENTS = {
+    "response_mask": loop_response_mask, "masked_nll": loop_masked_nll,
+    "bradley_terry_loss": loop_bradley_terry_loss, "ranking_to_pairs": loop_ranking_to_pairs,
+    "kl_penalized_rewards": loop_kl_penalized_rewards, "gae": loop_gae, "ppo_clip_loss": loop_ppo_clip_loss,
+    "dpo_loss": loop_dpo_loss, "implicit_reward": loop_implicit_reward,
+}
+
+
+def test_every_function_a_lab_checks_has_a_naive_student():
+    checked = {name.removeprefix("check_") for name, check in vars(labs).items()
+               if name.startswith("check_") and "fn" in inspect.signature(check).parameters}
+    assert checked == set(NAIVE_STUDENTS)
+
+
+@pytest.mark.parametrize("name", NAIVE_STUDENTS)
+def test_check_and_hidden_tests_accept_a_naive_student(name):
+    """A LabCheckError here names the disagreement: the library (or the lab's reference) is wrong."""
+    getattr(labs, f"check_{name}")(NAIVE_STUDENTS[name])
+    for seed in (1, 2):  # 5 random padded inputs each
+        getattr(labs, f"hidden_{name}")(NAIVE_STUDENTS[name], seed=seed)
 
 
 def _ppo_run(tok, tmp_path, objectives):

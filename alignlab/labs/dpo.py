@@ -27,29 +27,39 @@ def reference_dpo(pc, pr, rc, rr, beta) -> torch.Tensor:
     return losses.dpo_loss(pc.double(), pr.double(), rc.double(), rr.double(), beta)[0]
 
 
+def _dpo_example() -> tuple:
+    """`dpo_loss`' arguments on four pairs: policy chosen, rejected, reference chosen, rejected (4,), β = 0.5."""
+    return (torch.tensor([-10.0, -12.0, -8.0, -20.0]), torch.tensor([-11.0, -9.0, -8.5, -14.0]),
+            torch.tensor([-10.5, -11.0, -9.0, -19.0]), torch.tensor([-10.0, -10.0, -8.0, -16.0]), 0.5)
+
+
+def _dpo_mistakes() -> dict[str, torch.Tensor]:
+    """The loss each common mistake computes on the four pairs, with its feedback."""
+    pc, pr, rc, rr, beta = _dpo_example()
+    h = ((pc - rc) - (pr - rr)).double()  # (4,)
+    return {
+        "you left out the reference model: the implicit reward is β·(log π − log π_ref).":
+            -F.logsigmoid(beta * (pc - pr).double()).mean(),
+        "you swapped chosen and rejected: the loss is −log σ(β·(h_w − h_l)).": -F.logsigmoid(-beta * h).mean(),
+        "β is outside the sigmoid; it scales the implicit reward, inside: −log σ(β·h).":
+            -beta * F.logsigmoid(h).mean(),
+        "you left out β.": -F.logsigmoid(h).mean(),
+        "you summed over pairs; average (off by a factor of 4 here).": -F.logsigmoid(beta * h).sum(),
+        "the sign is flipped: minimise −log σ(β·h).": F.logsigmoid(beta * h).mean(),
+        "the reference log-ratio is the wrong way round: h = (log π(y_w) − log π_ref(y_w)) − "
+        "(log π(y_l) − log π_ref(y_l)).": -F.logsigmoid(beta * ((pc + rc) - (pr + rr)).double()).mean(),
+    }
+
+
 def check_dpo_loss(fn: Callable | None = None) -> None:
     """Check the DPO loss on four pairs, β = 0.5, and that it stays finite for large margins."""
     fn = student_function("dpo_loss", fn)
-    pc, pr = torch.tensor([-10.0, -12.0, -8.0, -20.0]), torch.tensor([-11.0, -9.0, -8.5, -14.0])
-    rc, rr, beta = torch.tensor([-10.5, -11.0, -9.0, -19.0]), torch.tensor([-10.0, -10.0, -8.0, -16.0]), 0.5
-    out = call("dpo_loss", fn, pc.clone().requires_grad_(True), pr, rc, rr, beta)
+    pc, *rest = _dpo_example()
+    out = call("dpo_loss", fn, pc.clone().requires_grad_(True), *rest)
     got = as_tensor("dpo_loss", out, ())
-    want = reference_dpo(pc, pr, rc, rr, beta)
+    want = reference_dpo(pc, *rest)
     if not close(got, want):
-        h = ((pc - rc) - (pr - rr)).double()
-        wrong("dpo_loss", got, {
-            "you left out the reference model: the implicit reward is β·(log π − log π_ref).":
-                -F.logsigmoid(beta * (pc - pr).double()).mean(),
-            "you swapped chosen and rejected: the loss is −log σ(β·(h_w − h_l)).":
-                -F.logsigmoid(-beta * h).mean(),
-            "β is outside the sigmoid; it scales the implicit reward, inside: −log σ(β·h).":
-                -beta * F.logsigmoid(h).mean(),
-            "you left out β.": -F.logsigmoid(h).mean(),
-            "you summed over pairs; average (off by a factor of 4 here).": -F.logsigmoid(beta * h).sum(),
-            "the sign is flipped: minimise −log σ(β·h).": F.logsigmoid(beta * h).mean(),
-            "the reference log-ratio is the wrong way round: h = (log π(y_w) − log π_ref(y_w)) − "
-            "(log π(y_l) − log π_ref(y_l)).": -F.logsigmoid(beta * ((pc + rc) - (pr + rr)).double()).mean(),
-        }, expected(got, want, "on four pairs"))
+        wrong("dpo_loss", got, _dpo_mistakes(), expected(got, want, "on four pairs"))
     if not out.requires_grad:
         raise LabCheckError("dpo_loss: right value, but no gradient reaches the policy's log-probs.")
     big = as_tensor("dpo_loss", call("dpo_loss", fn, torch.tensor([-300.0]), torch.tensor([-10.0]),
@@ -70,6 +80,19 @@ def hidden_dpo_loss(fn: Callable | None = None, seed: int = 0) -> None:
     return compare_random("dpo_loss", student_function("dpo_loss", fn), reference_dpo, _dpo_inputs, seed)
 
 
+def _implicit_mistakes(beta: float = 0.5) -> dict[str, torch.Tensor]:
+    """The implicit reward each common mistake gives for π* on the exact bandit, with its feedback."""
+    bandit = Bandit.example()
+    pi_star = bandit.optimal_policy(beta)
+    return {
+        "you left out β: r̂ = β·log(π/π_ref).": pi_star.log() - bandit.ref.log(),
+        "the ratio is upside down: r̂ = β·log(π/π_ref).": beta * (bandit.ref.log() - pi_star.log()),
+        "you used π/π_ref without the log.": beta * pi_star / bandit.ref,
+        "you added β·log Z: the implicit reward is β·log(π/π_ref) alone (log Z is what cancels).":
+            bandit.implied_reward(pi_star, beta),
+    }
+
+
 def check_implicit_reward(fn: Callable | None = None, beta: float = 0.5) -> None:
     """On the exact bandit: the implicit reward of the optimal policy π* is the true reward minus
     the same constant β log Z for every response, so every Bradley-Terry preference between two
@@ -80,13 +103,8 @@ def check_implicit_reward(fn: Callable | None = None, beta: float = 0.5) -> None
     r_hat = as_tensor("implicit_reward", call("implicit_reward", fn, pi_star, bandit.ref, beta), (len(pi_star),))
     want = beta * (pi_star.log() - bandit.ref.log())
     if not close(r_hat, want, 1e-9):
-        wrong("implicit_reward", r_hat, {
-            "you left out β: r̂ = β·log(π/π_ref).": pi_star.log() - bandit.ref.log(),
-            "the ratio is upside down: r̂ = β·log(π/π_ref).": beta * (bandit.ref.log() - pi_star.log()),
-            "you used π/π_ref without the log.": beta * pi_star / bandit.ref,
-            "you added β·log Z: the implicit reward is β·log(π/π_ref) alone (log Z is what cancels).":
-                bandit.implied_reward(pi_star, beta),
-        }, "wrong on the bandit; r̂(y) = β·log(π(y)/π_ref(y)).", tol=1e-7)
+        wrong("implicit_reward", r_hat, _implicit_mistakes(beta),
+              "wrong on the bandit; r̂(y) = β·log(π(y)/π_ref(y)).", tol=1e-7)
     shift = bandit.reward - r_hat  # (K,) should be β log Z everywhere
     beta_log_z = beta * bandit.log_partition(beta)
     if not torch.allclose(shift, beta_log_z.expand_as(shift), atol=1e-9):

@@ -41,24 +41,23 @@ def _example(seed: int = 0, B: int = 3, T: int = 5) -> dict[str, torch.Tensor]:
             "rewards": torch.randn(B, T, generator=g)}
 
 
-def check_kl_penalized_rewards(fn: Callable | None = None) -> None:
-    """Check the shaped reward on three right-padded responses, β = 0.1."""
-    fn = student_function("kl_penalized_rewards", fn)
-    e, beta = _example(), 0.1
-    args = (e["scores"], e["logprobs"], e["ref"], e["mask"], beta)
-    got = as_tensor("kl_penalized_rewards", call("kl_penalized_rewards", fn, *args), tuple(e["mask"].shape))
-    want = reference_kl_rewards(*args)
-    if close(got, want):
-        return passed("kl_penalized_rewards: −β·(log π − log π_ref) on each token, the score on the last one")
-    m, k1 = e["mask"].double(), (e["logprobs"] - e["ref"]).double()
-    last = (m.sum(-1).long() - 1)
-    rows = torch.arange(3)
+def _kl_example() -> tuple:
+    """`kl_penalized_rewards`' arguments on three right-padded responses, β = 0.1."""
+    e = _example()
+    return e["scores"], e["logprobs"], e["ref"], e["mask"], 0.1
 
-    def with_score(pen: torch.Tensor, col=None) -> torch.Tensor:
+
+def _kl_mistakes() -> dict[str, torch.Tensor]:
+    """The shaped rewards each common mistake gives on the worked example, with its feedback."""
+    scores, logprobs, ref, mask, beta = _kl_example()
+    m, k1, s = mask.double(), (logprobs - ref).double(), scores.double()
+    rows, last = torch.arange(3), m.sum(-1).long() - 1  # (3,) each row's last response token
+
+    def with_score(pen: torch.Tensor, col: torch.Tensor = last) -> torch.Tensor:
         out = pen.clone()
-        out[rows, last if col is None else col] += e["scores"].double()
+        out[rows, col] += s
         return out
-    wrong("kl_penalized_rewards", got, {
+    return {
         "the KL penalty has the wrong sign: it is −β·(log π − log π_ref), a cost for moving away from π_ref.":
             with_score(beta * k1 * m),
         "you added the score at the last column; rows are right-padded, so it goes on each row's last "
@@ -66,36 +65,61 @@ def check_kl_penalized_rewards(fn: Callable | None = None) -> None:
         "you added the score on the first token; InstructGPT gives it at the end of the response.":
             with_score(-beta * k1 * m, col=torch.zeros(3, dtype=torch.long)),
         "you added the score to every token; it is given once, on the last response token.":
-            -beta * k1 * m + e["scores"].double()[:, None] * m,
+            -beta * k1 * m + s[:, None] * m,
         "the penalty is not masked: padding positions must be 0.": with_score(-beta * k1),
         "you left out β: the penalty is −β·(log π − log π_ref).": with_score(-k1 * m),
-    }, f"wrong on the worked example.\nexpected =\n{want.numpy().round(4)}\nyours =\n{got.numpy().round(4)}")
+    }
+
+
+def check_kl_penalized_rewards(fn: Callable | None = None) -> None:
+    """Check the shaped reward on three right-padded responses, β = 0.1."""
+    fn = student_function("kl_penalized_rewards", fn)
+    args = _kl_example()  # scores, logprobs, ref_logprobs, mask, β
+    got = as_tensor("kl_penalized_rewards", call("kl_penalized_rewards", fn, *args), tuple(args[3].shape))
+    want = reference_kl_rewards(*args)
+    if close(got, want):
+        return passed("kl_penalized_rewards: −β·(log π − log π_ref) on each token, the score on the last one")
+    wrong("kl_penalized_rewards", got, _kl_mistakes(),
+          f"wrong on the worked example.\nexpected =\n{want.numpy().round(4)}\nyours =\n{got.numpy().round(4)}")
+
+
+def _gae_example() -> tuple:
+    """`gae`'s arguments on two padded rows (5 and 3 tokens), γ = 0.9, λ = 0.8 (so every mistake shows)."""
+    e = _example(1, B=2)
+    return e["rewards"], e["values"], 0.9, 0.8, e["mask"]
+
+
+def _gae_mistakes() -> dict[str, torch.Tensor]:
+    """The advantages each common mistake gives on the worked example, with its feedback."""
+    r, v, gamma, lam, m = _gae_example()
+    r, v, m = r.double(), v.double(), m.double()
+    v_next = torch.cat([v[:, 1:] * m[:, 1:], torch.zeros(2, 1, dtype=v.dtype)], 1)  # (B, T), 0 after the end
+    return {
+        "you ignored λ: that is the one-step TD error δ_t; GAE sums (γλ)^l δ_{t+l} backwards from the end.":
+            (r + gamma * v_next - v) * m,
+        "you used λ = 1 (Monte Carlo returns minus V); weight later δ's by (γλ)^l.":
+            reference_gae(r, v, gamma, 1.0, m)[0],
+        # γλ = 1: every δ counts in full (λ = 1 above is the student who discounts by γ alone)
+        "you summed the δ's without discounting them: Â_t = δ_t + γλ Â_{t+1}, not δ_t + Â_{t+1}.":
+            reference_gae(r, v, gamma, 1.0 / gamma, m)[0],
+        "padding leaks in: the value after a row's last token is 0 (the episode ends); mask rewards, "
+        "values and the recursion.": reference_gae(r, v, gamma, lam, None)[0] * m,
+    }
 
 
 def check_gae(fn: Callable | None = None) -> None:
     """Check advantages and returns on padded rows with γ = 0.9, λ = 0.8 (so every mistake shows)."""
     fn = student_function("gae", fn)
-    e, gamma, lam = _example(1, B=2), 0.9, 0.8
-    out = call("gae", fn, e["rewards"], e["values"], gamma, lam, e["mask"])
+    args = _gae_example()
+    shape = tuple(args[-1].shape)
+    out = call("gae", fn, *args)
     if not isinstance(out, tuple) or len(out) != 2:
         raise LabCheckError("gae: return a pair (advantages, returns).")
-    adv = as_tensor("gae", out[0], tuple(e["mask"].shape))
-    ret = as_tensor("gae", out[1], tuple(e["mask"].shape))
-    want_adv, want_ret = reference_gae(e["rewards"], e["values"], gamma, lam, e["mask"])
+    adv, ret = as_tensor("gae", out[0], shape), as_tensor("gae", out[1], shape)
+    want_adv, want_ret = reference_gae(*args)
     if not close(adv, want_adv):
-        r, v, m = e["rewards"].double(), e["values"].double(), e["mask"].double()
-        v_next = torch.cat([v[:, 1:] * m[:, 1:], torch.zeros(2, 1, dtype=v.dtype)], 1)
-        wrong("gae", adv, {
-            "you ignored λ: that is the one-step TD error δ_t; GAE sums (γλ)^l δ_{t+l} backwards from the end.":
-                (r + gamma * v_next - v) * m,
-            "you used λ = 1 (Monte Carlo returns minus V); weight later δ's by (γλ)^l.":
-                reference_gae(r, v, gamma, 1.0, m)[0],
-            "you used γ for the recursion but not γλ: Â_t = δ_t + γλ Â_{t+1}.":
-                reference_gae(r, v, gamma, 1.0 / gamma, m)[0],
-            "padding leaks in: the value after a row's last token is 0 (the episode ends); mask rewards, "
-            "values and the recursion.": reference_gae(r, v, gamma, lam, None)[0] * m,
-        }, f"advantages wrong on the worked example.\nexpected =\n{want_adv.numpy().round(4)}"
-           f"\nyours =\n{adv.numpy().round(4)}")
+        wrong("gae", adv, _gae_mistakes(), f"advantages wrong on the worked example.\nexpected =\n"
+              f"{want_adv.numpy().round(4)}\nyours =\n{adv.numpy().round(4)}")
     if not close(ret, want_ret):
         if close(ret, want_adv):
             raise LabCheckError("gae: the returns are the advantages; returns = advantages + values (the value "
@@ -104,34 +128,26 @@ def check_gae(fn: Callable | None = None) -> None:
     return passed("gae: advantages and returns match on padded rows (γ = 0.9, λ = 0.8)")
 
 
-def _clip_example() -> dict[str, torch.Tensor]:
+def _clip_example() -> tuple:
+    """`ppo_clip_loss`' arguments: ratios inside and outside [1 − ε, 1 + ε], ε = 0.2, for positive and
+    negative advantages; padding holds advantages a mask must remove."""
     ratio = torch.tensor([[0.5, 0.9, 1.1, 1.6, 1.0], [1.3, 0.7, 1.0, 1.0, 1.0]])
     old = -torch.tensor([[1.0, 2.0, 0.5, 1.5, 1.0], [0.8, 1.2, 2.0, 1.0, 1.0]])
-    return {"logprobs": old + ratio.log(), "old": old, "adv": torch.tensor([[1.0, -2.0, 0.5, 1.5, 9.0],
-                                                                            [-1.0, 2.0, -0.5, 3.0, 7.0]]),
-            "mask": torch.tensor([[1.0, 1, 1, 1, 0], [1, 1, 1, 0, 0]])}
+    adv = torch.tensor([[1.0, -2.0, 0.5, 1.5, 9.0], [-1.0, 2.0, -0.5, 3.0, 7.0]])
+    mask = torch.tensor([[1.0, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
+    return old + ratio.log(), old, adv, mask, 0.2
 
 
-def check_ppo_clip_loss(fn: Callable | None = None) -> None:
-    """Check the clipped surrogate where ratios fall inside and outside [1 − ε, 1 + ε], ε = 0.2,
-    for positive and negative advantages."""
-    fn = student_function("ppo_clip_loss", fn)
-    e, eps = _clip_example(), 0.2
-    leaf = e["logprobs"].clone().requires_grad_(True)
-    out = call("ppo_clip_loss", fn, leaf, e["old"], e["adv"], e["mask"], eps)
-    got = as_tensor("ppo_clip_loss", out, ())
-    want = reference_clip(e["logprobs"], e["old"], e["adv"], e["mask"], eps)
-    if close(got, want):
-        if not out.requires_grad:
-            raise LabCheckError("ppo_clip_loss: right value, but no gradient reaches the log-probs.")
-        return passed(f"ppo_clip_loss = {float(got):.4f}: the pessimistic (clipped) surrogate, masked mean")
-    a, m = e["adv"].double(), e["mask"].double()
-    rho = (e["logprobs"] - e["old"]).double().exp()
+def _clip_mistakes() -> dict[str, torch.Tensor]:
+    """The loss each common mistake computes on the worked example, with its feedback."""
+    logprobs, old, adv, mask, eps = _clip_example()
+    a, m = adv.double(), mask.double()
+    rho = (logprobs - old).double().exp()
     clipped = rho.clamp(1 - eps, 1 + eps)
 
     def mmean(x):
         return (x * m).sum() / m.sum()
-    wrong("ppo_clip_loss", got, {
+    return {
         "no clipping: the loss is max(−Âρ, −Â·clip(ρ, 1 − ε, 1 + ε)).": mmean(-a * rho),
         "you took the optimistic bound: PPO minimises max(−Âρ, −Â·clip(ρ)) — the minimum of the two "
         "objectives, not the maximum.": mmean(torch.minimum(-a * rho, -a * clipped)),
@@ -144,7 +160,22 @@ def check_ppo_clip_loss(fn: Callable | None = None) -> None:
         "you averaged over every position, padding included; average over mask.sum() tokens.":
             torch.maximum(-a * rho, -a * clipped).mul(m).mean(),
         "you did not mask: padding positions must not count.": torch.maximum(-a * rho, -a * clipped).mean(),
-    }, expected(got, want, "on the worked example"))
+    }
+
+
+def check_ppo_clip_loss(fn: Callable | None = None) -> None:
+    """Check the clipped surrogate where ratios fall inside and outside [1 − ε, 1 + ε], ε = 0.2,
+    for positive and negative advantages."""
+    fn = student_function("ppo_clip_loss", fn)
+    logprobs, *rest = _clip_example()
+    out = call("ppo_clip_loss", fn, logprobs.clone().requires_grad_(True), *rest)
+    got = as_tensor("ppo_clip_loss", out, ())
+    want = reference_clip(logprobs, *rest)
+    if close(got, want):
+        if not out.requires_grad:
+            raise LabCheckError("ppo_clip_loss: right value, but no gradient reaches the log-probs.")
+        return passed(f"ppo_clip_loss = {float(got):.4f}: the pessimistic (clipped) surrogate, masked mean")
+    wrong("ppo_clip_loss", got, _clip_mistakes(), expected(got, want, "on the worked example"))
 
 
 def _ppo_inputs(g: torch.Generator) -> tuple:

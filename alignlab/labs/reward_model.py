@@ -28,27 +28,35 @@ def reference_bt(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tens
     return losses.bradley_terry_loss(r_chosen.double(), r_rejected.double())[0]
 
 
+def _bt_example() -> tuple[torch.Tensor, torch.Tensor]:
+    """Six pairs' rewards (chosen, rejected), each (6,)."""
+    return torch.tensor([1.0, -0.5, 2.0, 0.3, 0.0, 1.5]), torch.tensor([0.2, 0.5, -1.0, 0.3, 1.0, 0.7])
+
+
+def _bt_mistakes() -> dict[str, torch.Tensor]:
+    """The loss each common mistake computes on the six pairs, with its feedback."""
+    r_w, r_l = _bt_example()
+    d = (r_w - r_l).double()
+    return {
+        "you swapped chosen and rejected: the loss is −log σ(r_chosen − r_rejected).": -F.logsigmoid(-d).mean(),
+        "the sign is flipped: the loss is the NEGATIVE log-likelihood, −log σ(r_w − r_l).": F.logsigmoid(d).mean(),
+        "you summed over pairs; average instead, so the loss (and learning rate) does not depend on the "
+        "batch size (off by a factor of 6 here).": -F.logsigmoid(d).sum(),
+        "you forgot the log: the loss is −log σ(r_w − r_l), not −σ(r_w − r_l).": -torch.sigmoid(d).mean(),
+        "you left out the sigmoid: P(y_w ≻ y_l) = σ(r_w − r_l).": -d.mean(),
+    }
+
+
 def check_bradley_terry_loss(fn: Callable | None = None) -> None:
     """Check the loss on six pairs (two of them with large reward gaps, where a naive
     log(sigmoid(·)) overflows)."""
     fn = student_function("bradley_terry_loss", fn)
-    r_w = torch.tensor([1.0, -0.5, 2.0, 0.3, 0.0, 1.5])
-    r_l = torch.tensor([0.2, 0.5, -1.0, 0.3, 1.0, 0.7])
+    r_w, r_l = _bt_example()
     out = call("bradley_terry_loss", fn, r_w.clone().requires_grad_(True), r_l)
     got = as_tensor("bradley_terry_loss", out, ())
     want = reference_bt(r_w, r_l)
     if not close(got, want):
-        d = (r_w - r_l).double()
-        wrong("bradley_terry_loss", got, {
-            "you swapped chosen and rejected: the loss is −log σ(r_chosen − r_rejected).":
-                -F.logsigmoid(-d).mean(),
-            "the sign is flipped: the loss is the NEGATIVE log-likelihood, −log σ(r_w − r_l).":
-                F.logsigmoid(d).mean(),
-            "you summed over pairs; average instead, so the loss (and learning rate) does not depend on the "
-            "batch size (off by a factor of 6 here).": -F.logsigmoid(d).sum(),
-            "you forgot the log: the loss is −log σ(r_w − r_l), not −σ(r_w − r_l).": -torch.sigmoid(d).mean(),
-            "you left out the sigmoid: P(y_w ≻ y_l) = σ(r_w − r_l).": -d.mean(),
-        }, expected(got, want, "on six pairs"))
+        wrong("bradley_terry_loss", got, _bt_mistakes(), expected(got, want, "on six pairs"))
     if not out.requires_grad:
         raise LabCheckError("bradley_terry_loss: right value, but no gradient flows to the rewards.")
     far_w, far_l = torch.tensor([-60.0, 60.0]), torch.tensor([60.0, -60.0])

@@ -32,16 +32,11 @@ def _mask_example() -> tuple[torch.Tensor, torch.Tensor]:
     return attn, prompts
 
 
-def check_response_mask(fn: Callable | None = None) -> None:
-    """Check `response_mask` on a worked example of three right-padded dialogs."""
-    fn = student_function("response_mask", fn)
+def _mask_mistakes() -> dict[str, torch.Tensor]:
+    """The mask each common mistake gives on the worked example, with its feedback."""
     attn, prompts = _mask_example()
-    want = reference_response_mask(attn, prompts)
-    got = as_tensor("response_mask", call("response_mask", fn, attn, prompts), tuple(attn.shape))
-    if close(got, want):
-        return passed("response_mask: 1 on response tokens, 0 on the prompt and on padding")
-    t = torch.arange(attn.shape[1])[None, :]
-    wrong("response_mask", got, {
+    t = torch.arange(attn.shape[1])[None, :]  # (1, T)
+    return {
         "your mask keeps the prompt tokens: SFT imitates the response only, so zero every t < prompt_length.":
             attn.double(),
         "your mask marks padding after the end of the dialog as a response token: multiply by attention_mask.":
@@ -53,9 +48,20 @@ def check_response_mask(fn: Callable | None = None) -> None:
             ((t >= prompts[:, None] - 1) & attn.bool()).double(),
         "your mask is reversed: it marks the prompt; it should mark the response.":
             ((t < prompts[:, None]) & attn.bool()).double(),
-    }, "wrong on the worked example.\n"
-       f"attention_mask =\n{attn}\nprompt_lengths = {prompts.tolist()}\n"
-       f"expected =\n{want.long()}\nyours =\n{got.long()}")
+    }
+
+
+def check_response_mask(fn: Callable | None = None) -> None:
+    """Check `response_mask` on a worked example of three right-padded dialogs."""
+    fn = student_function("response_mask", fn)
+    attn, prompts = _mask_example()
+    want = reference_response_mask(attn, prompts)
+    got = as_tensor("response_mask", call("response_mask", fn, attn, prompts), tuple(attn.shape))
+    if close(got, want):
+        return passed("response_mask: 1 on response tokens, 0 on the prompt and on padding")
+    wrong("response_mask", got, _mask_mistakes(), "wrong on the worked example.\n"
+          f"attention_mask =\n{attn}\nprompt_lengths = {prompts.tolist()}\n"
+          f"expected =\n{want.long()}\nyours =\n{got.long()}")
 
 
 def _mask_inputs(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,8 +90,9 @@ def _nll_example() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return logits, labels, mask
 
 
-def _nll_mistakes(logits, labels, mask) -> dict[str, torch.Tensor]:
+def _nll_mistakes() -> dict[str, torch.Tensor]:
     """The loss each common mistake computes on the worked example, with its feedback."""
+    logits, labels, mask = _nll_example()
     nll = -torch.log_softmax(logits.double(), -1).gather(-1, labels[..., None])[..., 0]  # (B, T)
     m = mask.double()
     n = m.sum()
@@ -120,7 +127,7 @@ def check_masked_nll(fn: Callable | None = None) -> None:
             raise LabCheckError("masked_nll: right value, but no gradient reaches the logits "
                                 "(a .item(), .detach() or numpy step breaks the graph).")
         return passed(f"masked_nll = {float(got):.4f}: the mean NLL over response tokens")
-    wrong("masked_nll", got, _nll_mistakes(logits, labels, mask), expected(got, want, "on the worked example"))
+    wrong("masked_nll", got, _nll_mistakes(), expected(got, want, "on the worked example"))
 
 
 def _nll_inputs(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,0 +1,283 @@
+"""Each mistake a lab check names, made by a student written here, and a guard that none is missed.
+
+A check recognises a mistake in two ways: by the wrong value it gives on the worked example (the
+keys of the lab module's `_*_mistakes()` tables, passed to `core.wrong`), or by a `raise
+LabCheckError` of its own (no gradient, an overflow, a pair of the wrong kind). Every one of them
+gets a buggy student below, written the way a student would write it — not the table's value
+returned back — and `test_every_mistake_a_check_names_has_a_student_here` fails when a check
+gains a mistake without one. The correct students are in test_labs.py.
+"""
+from __future__ import annotations
+
+import inspect
+import re
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alignlab import labs
+from alignlab.bandit import Bandit
+
+# --- lab 1: response_mask, masked_nll -------------------------------------------------------------
+
+
+def _positions(attention_mask):  # (1, T)
+    return torch.arange(attention_mask.shape[1])[None, :]
+
+
+def _logp(logits, labels):  # (B, T) log-prob of each label
+    return torch.log_softmax(logits, -1).gather(-1, labels[..., None])[..., 0]
+
+
+def nll_through_item(logits, labels, mask):
+    nll = -(_logp(logits, labels) * mask).sum().item()  # a float: the graph ends here
+    return torch.tensor(nll / mask.sum().item())
+
+
+LAB1 = [
+    ("response_mask", lambda a, p: a.float(), "keeps the prompt", "keeps-the-prompt"),
+    ("response_mask", lambda a, p: (_positions(a) >= p[:, None]).float(), "marks padding", "marks-padding"),
+    ("response_mask", lambda a, p: ((_positions(a) > p[:, None]) & a.bool()).float(),
+     "the condition is t ≥ prompt_length", "strict-inequality"),
+    ("response_mask", lambda a, p: ((_positions(a) >= p[:, None] - 1) & a.bool()).float(),
+     "the prompt's last token", "starts-at-the-prompts-last-token"),
+    ("response_mask", lambda a, p: ((_positions(a) < p[:, None]) & a.bool()).float(), "reversed", "reversed"),
+    ("masked_nll", lambda lo, la, m: (_logp(lo, la) * m).sum() / m.sum(), "wrong sign", "sign-flipped"),
+    ("masked_nll", lambda lo, la, m: -(_logp(lo, la) * m).sum(), "without dividing", "summed"),
+    ("masked_nll", lambda lo, la, m: -(_logp(lo, la) * m).mean(), "divided by every position", "mean-over-all"),
+    ("masked_nll", lambda lo, la, m: (-(_logp(lo, la) * m).sum(-1) / m.sum(-1)).mean(),
+     "averaged over each sequence", "per-sequence-mean"),
+    ("masked_nll", lambda lo, la, m: F.cross_entropy(lo.flatten(0, 1), la.flatten()), "ignored the mask",
+     "no-mask"),
+    ("masked_nll", lambda lo, la, m: -(lo.gather(-1, la[..., None])[..., 0] * m).sum() / m.sum(), "raw logits",
+     "logits-as-log-probs"),
+    ("masked_nll", lambda lo, la, m: -(torch.softmax(lo, -1).gather(-1, la[..., None])[..., 0] * m).sum() / m.sum(),
+     "probabilities instead", "probs-as-log-probs"),
+    ("masked_nll", nll_through_item, "no gradient reaches the logits", "item-breaks-the-graph"),
+]
+
+# --- lab 2: bradley_terry_loss, ranking_to_pairs --------------------------------------------------
+
+
+def bt_through_numpy(r_chosen, r_rejected):
+    d = (r_chosen - r_rejected).detach().numpy()
+    return torch.tensor(np.log1p(np.exp(-d)).mean())
+
+
+def pairs_loser_first(ranking):
+    return [(ranking[j], ranking[i]) for i in range(len(ranking)) for j in range(i + 1, len(ranking))]
+
+
+def pairs_with_itself(ranking):  # the inner loop starts at i, not i + 1
+    return [(ranking[i], ranking[j]) for i in range(len(ranking)) for j in range(i, len(ranking))]
+
+
+LAB2 = [
+    ("bradley_terry_loss", lambda w, l: -F.logsigmoid(l - w).mean(), "swapped", "swapped"),
+    ("bradley_terry_loss", lambda w, l: F.logsigmoid(w - l).mean(), "sign is flipped", "sign-flipped"),
+    ("bradley_terry_loss", lambda w, l: -F.logsigmoid(w - l).sum(), "summed over pairs", "summed"),
+    ("bradley_terry_loss", lambda w, l: -torch.sigmoid(w - l).mean(), "forgot the log", "no-log"),
+    ("bradley_terry_loss", lambda w, l: -(w - l).mean(), "left out the sigmoid", "no-sigmoid"),
+    ("bradley_terry_loss", bt_through_numpy, "no gradient flows to the rewards", "numpy-breaks-the-graph"),
+    ("bradley_terry_loss", lambda w, l: -torch.log(torch.sigmoid(w - l)).mean(), "logsigmoid",
+     "log-of-sigmoid-underflows"),
+    ("ranking_to_pairs", pairs_loser_first, "(loser, winner)", "loser-first"),
+    ("ranking_to_pairs", lambda r: [(r[i], r[i + 1]) for i in range(len(r) - 1)], "neighbouring", "neighbours-only"),
+    ("ranking_to_pairs", pairs_with_itself, "paired with itself", "self-pairs"),
+    ("ranking_to_pairs", lambda r: [(a, b) for a in r for b in r if a != b], "both orders", "both-orders"),
+    ("ranking_to_pairs", lambda r: list(combinations(range(len(r)), 2)), "paired positions", "positions"),
+    ("ranking_to_pairs", lambda r: [(2, 0), (2, 3), (2, 1), (0, 3), (0, 1), (3, 1)], "right for [2, 0, 3, 1] but",
+     "hard-coded-example"),
+    ("ranking_to_pairs", lambda r: [(r[i], r[i + 1]) for i in range(0, len(r) - 1, 2)], "should give",
+     "disjoint-couples-get-the-answer"),
+]
+
+# --- lab 3: kl_penalized_rewards, gae, ppo_clip_loss -----------------------------------------------
+
+
+def _score_on_last_token(rewards, scores, mask):
+    rewards[torch.arange(len(scores)), mask.sum(-1).long() - 1] += scores
+    return rewards
+
+
+def kl_score_on_last_column(scores, logprobs, ref_logprobs, mask, beta):
+    rewards = -beta * (logprobs - ref_logprobs) * mask
+    rewards[:, -1] += scores
+    return rewards
+
+
+def kl_score_on_first_token(scores, logprobs, ref_logprobs, mask, beta):
+    rewards = -beta * (logprobs - ref_logprobs) * mask
+    rewards[:, 0] += scores
+    return rewards
+
+
+def gae_decaying_by(decay):
+    """A student's backwards GAE loop with the recursion Â_t = δ_t + decay(γ, λ)·Â_{t+1}; γλ is right."""
+    def gae(rewards, values, gamma, lam, mask):
+        T = rewards.shape[1]
+        alive_next = torch.cat([mask[:, 1:], torch.zeros(len(mask), 1)], 1)  # (B, T) 0 after a row's end
+        adv, running = torch.zeros_like(rewards), torch.zeros(len(rewards))
+        for t in reversed(range(T)):
+            next_value = values[:, t + 1] if t + 1 < T else 0.0
+            delta = rewards[:, t] + gamma * next_value * alive_next[:, t] - values[:, t]
+            running = delta + decay(gamma, lam) * alive_next[:, t] * running
+            adv[:, t] = running
+        return adv * mask, (adv + values) * mask
+    return gae
+
+
+good_gae = gae_decaying_by(lambda gamma, lam: gamma * lam)
+
+
+def gae_one_step(rewards, values, gamma, lam, mask):
+    next_values = torch.cat([values[:, 1:] * mask[:, 1:], torch.zeros(len(values), 1)], 1)
+    adv = (rewards + gamma * next_values - values) * mask
+    return adv, (adv + values) * mask
+
+
+def gae_without_mask(rewards, values, gamma, lam, mask):
+    adv = good_gae(rewards, values, gamma, lam, torch.ones_like(mask))[0] * mask  # masked only at the end
+    return adv, (adv + values) * mask
+
+
+def _pessimistic(ratio, advantages, eps):  # min(ρÂ, clip(ρ)Â) per token
+    return torch.min(ratio * advantages, ratio.clamp(1 - eps, 1 + eps) * advantages)
+
+
+def clip_optimistic(logprobs, old_logprobs, advantages, mask, eps):
+    ratio = (logprobs - old_logprobs).exp()
+    objective = torch.max(ratio * advantages, ratio.clamp(1 - eps, 1 + eps) * advantages)
+    return -(objective * mask).sum() / mask.sum()
+
+
+LAB3 = [
+    ("kl_penalized_rewards", lambda s, lp, ref, m, b: _score_on_last_token(b * (lp - ref) * m, s, m), "wrong sign",
+     "penalty-sign-flipped"),
+    ("kl_penalized_rewards", kl_score_on_last_column, "at the last column", "score-on-last-column"),
+    ("kl_penalized_rewards", kl_score_on_first_token, "on the first token", "score-on-first-token"),
+    ("kl_penalized_rewards", lambda s, lp, ref, m, b: -b * (lp - ref) * m + s[:, None] * m, "to every token",
+     "score-on-every-token"),
+    ("kl_penalized_rewards", lambda s, lp, ref, m, b: _score_on_last_token(-b * (lp - ref), s, m), "not masked",
+     "penalty-unmasked"),
+    ("kl_penalized_rewards", lambda s, lp, ref, m, b: _score_on_last_token(-(lp - ref) * m, s, m), "left out β",
+     "no-beta"),
+    ("gae", gae_one_step, "ignored λ", "one-step-td-error"),
+    ("gae", gae_decaying_by(lambda gamma, lam: gamma), "λ = 1", "recursion-by-gamma-only"),
+    ("gae", gae_decaying_by(lambda gamma, lam: 1.0), "without discounting", "undiscounted-recursion"),
+    ("gae", gae_without_mask, "padding leaks in", "mask-applied-only-at-the-end"),
+    ("gae", lambda *args: good_gae(*args)[0], "return a pair", "advantages-only"),
+    ("gae", lambda *args: (good_gae(*args)[0],) * 2, "returns are the advantages", "returns-are-advantages"),
+    ("gae", lambda r, v, g, lam, m: (good_gae(r, v, g, lam, m)[0], good_gae(r, v, g, lam, m)[0] + v),
+     "advantages right, returns wrong", "returns-unmasked"),
+    ("ppo_clip_loss", lambda lp, old, a, m, eps: (-a * (lp - old).exp() * m).sum() / m.sum(), "no clipping",
+     "no-clipping"),
+    ("ppo_clip_loss", clip_optimistic, "optimistic bound", "optimistic-bound"),
+    ("ppo_clip_loss", lambda lp, old, a, m, eps: (_pessimistic((lp - old).exp(), a, eps) * m).sum() / m.sum(),
+     "sign is flipped", "objective-not-loss"),
+    ("ppo_clip_loss", lambda lp, old, a, m, eps: -(_pessimistic(lp - old, a, eps) * m).sum() / m.sum(),
+     "log-ratio as ρ", "log-ratio-as-ratio"),
+    ("ppo_clip_loss", lambda lp, old, a, m, eps: -(_pessimistic((old - lp).exp(), a, eps) * m).sum() / m.sum(),
+     "upside down", "ratio-upside-down"),
+    ("ppo_clip_loss", lambda lp, old, a, m, eps: -(_pessimistic((lp - old).exp(), a, eps) * m).mean(),
+     "every position", "mean-over-all-positions"),
+    ("ppo_clip_loss", lambda lp, old, a, m, eps: -_pessimistic((lp - old).exp(), a, eps).mean(), "did not mask",
+     "no-mask"),
+    ("ppo_clip_loss", lambda lp, old, a, m, eps: -(_pessimistic((lp.detach() - old).exp(), a, eps) * m).sum() / m.sum(),
+     "no gradient reaches the log-probs", "detached-log-probs"),
+]
+
+# --- lab 4: dpo_loss, implicit_reward -------------------------------------------------------------
+
+
+def _h(pc, pr, rc, rr):  # (B,) the policy's log-ratio margin over the reference's
+    return (pc - rc) - (pr - rr)
+
+
+def dpo_adding_the_reference_ratio(pc, pr, rc, rr, beta):
+    pi_logratios, ref_logratios = pc - pr, rc - rr
+    return -F.logsigmoid(beta * (pi_logratios + ref_logratios)).mean()
+
+
+LAB4 = [
+    ("dpo_loss", lambda pc, pr, rc, rr, b: -F.logsigmoid(b * (pc - pr)).mean(), "left out the reference",
+     "no-reference"),
+    ("dpo_loss", lambda pc, pr, rc, rr, b: -F.logsigmoid(b * _h(pr, pc, rr, rc)).mean(), "swapped", "swapped"),
+    ("dpo_loss", lambda pc, pr, rc, rr, b: -b * F.logsigmoid(_h(pc, pr, rc, rr)).mean(), "β is outside",
+     "beta-outside-the-sigmoid"),
+    ("dpo_loss", lambda pc, pr, rc, rr, b: -F.logsigmoid(_h(pc, pr, rc, rr)).mean(), "you left out β.", "no-beta"),
+    ("dpo_loss", lambda pc, pr, rc, rr, b: -F.logsigmoid(b * _h(pc, pr, rc, rr)).sum(), "summed", "summed"),
+    ("dpo_loss", lambda pc, pr, rc, rr, b: F.logsigmoid(b * _h(pc, pr, rc, rr)).mean(), "sign is flipped",
+     "sign-flipped"),
+    ("dpo_loss", dpo_adding_the_reference_ratio, "wrong way round", "reference-ratio-added"),
+    ("dpo_loss", lambda pc, pr, rc, rr, b: -F.logsigmoid(b * _h(pc, pr, rc, rr).detach()).mean(),
+     "no gradient reaches the policy", "detached-margin"),
+    ("dpo_loss", lambda pc, pr, rc, rr, b: -torch.log(torch.sigmoid(b * _h(pc, pr, rc, rr))).mean(), "logsigmoid",
+     "log-of-sigmoid-overflows"),
+    ("implicit_reward", lambda pi, ref, beta: pi.log() - ref.log(), "left out β", "no-beta"),
+    ("implicit_reward", lambda pi, ref, beta: beta * (ref / pi).log(), "upside down", "ratio-upside-down"),
+    ("implicit_reward", lambda pi, ref, beta: beta * pi / ref, "without the log", "no-log"),
+    ("implicit_reward", lambda pi, ref, beta: beta * (pi / ref).log() + beta * Bandit.example().log_partition(beta),
+     "added β·log Z", "plus-beta-log-z"),
+]
+
+MISTAKES = [pytest.param(f, student, says, id=f"{f}-{id_}") for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4]
+
+
+def feedback(function: str, student) -> str:
+    """What `check_<function>` says to `student` (which must not pass)."""
+    with pytest.raises(labs.LabCheckError) as err:
+        getattr(labs, f"check_{function}")(student)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("function, student, says", MISTAKES)
+def test_check_names_the_mistake(function, student, says):
+    assert says in feedback(function, student)
+
+
+# --- every mistake a check can name has a student above ---------------------------------------------
+
+CHECKS = {name: check for name, check in vars(labs).items()
+          if name.startswith("check_") and "fn" in inspect.signature(check).parameters}
+# Raised by a check, but no student can reach it: an r̂ that passes the value check (to 1e-9) gives
+# r − r̂ = β log Z well within this test's 1e-5; it guards the bandit's algebra, not the student.
+UNREACHABLE = {"implicit_reward: r − r̂ is not the same constant for every response."}
+RAISED = re.compile(r'raise LabCheckError\(f?"([^"{]+)')  # a raise's message, up to its first {…}
+
+
+def table_mistakes() -> set[str]:
+    """The keys of every lab module's `_*_mistakes()` tables (each built on its check's worked example)."""
+    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo)
+    return {message for module in modules for name, table in vars(module).items()
+            if name.endswith("_mistakes") for message in table()}
+
+
+def raised_mistakes() -> set[str]:
+    """The text each check's own `raise LabCheckError(...)` starts with, up to its first {…}."""
+    return {start for check in CHECKS.values()
+            for start in RAISED.findall(inspect.getsource(check))} - UNREACHABLE
+
+
+def test_checks_keep_their_mistakes_where_this_file_can_list_them():
+    for name, check in CHECKS.items():
+        source = inspect.getsource(check)
+        assert len(RAISED.findall(source)) == source.count("raise LabCheckError"), \
+            f"{name} raises a message that does not start with literal text"
+        assert len(re.findall(r'wrong\("\w+", \w+, _\w+_mistakes\(', source)) == source.count("wrong("), \
+            f"{name} passes `wrong` a table that is not a module-level `_*_mistakes()`"
+
+
+def test_every_mistake_a_check_names_has_a_student_here():
+    known = table_mistakes() | raised_mistakes()
+    named = set()
+    for case in MISTAKES:
+        function, student, _ = case.values
+        message = feedback(function, student)
+        hits = {k for k in known if k in message}
+        assert len(hits) == 1, f"{case.id}: {message!r} matches {len(hits)} known mistakes"
+        named |= hits
+    assert known - named == set(), "mistakes no student in this file makes"
