@@ -24,7 +24,7 @@ import torch
 from . import losses, world
 from .models import encode_dialog, right_pad
 from .reward import Group, ranking_to_pairs
-from .train import Batch, BatchFn, TrainConfig, _rows, train
+from .train import Batch, BatchFn, TrainConfig, batch_rows, train
 
 Pair = tuple[str, str, str]  # (prompt, chosen, rejected)
 
@@ -116,7 +116,7 @@ def pair_batches(tokenizer, pairs: list[Pair], ref: torch.Tensor, batch_size: in
     off = mismatched(pairs)
 
     def batch_fn(i: int) -> Batch:
-        idx = _rows(i, batch_size, len(pairs), seed).tolist()
+        idx = batch_rows(i, batch_size, len(pairs), seed).tolist()
         kl = {f"kl_{k}": v for k, v in pair_batch(tokenizer, [off[j] for j in idx]).items() if k != "count"}
         return pair_batch(tokenizer, [pairs[j] for j in idx]) | kl | {"ref": ref[idx]}
     return batch_fn

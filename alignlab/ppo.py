@@ -12,38 +12,36 @@ model. One iteration:
                     (+ PPO-ptx: the pretraining loss mixed in)
     6. control β    towards a target KL (Ziegler et al.'s adaptive controller), or keep it fixed
 
+Steps 1-4 make the experience, step 5 is its loss and step 6 its end-of-iteration hook: `PPO`
+is this method plugged into the on-policy loop of `alignlab.online`, which owns prompts, seeding,
+the minibatch epochs, logging, checkpoints and resuming; `train_ppo` is the entry point.
+
 Runs unchanged under `accelerate launch --num_processes N`: each process samples its own prompts,
 gradients are averaged by DDP, batch statistics (advantage whitening, logged means) are global.
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from transformers import LlamaForTokenClassification
 
 from . import losses
-from .rollout import Rollout, generate, left_pad, positions
-from .train import STATE_FILE, TrainConfig, _accelerator, _save_state, load_checkpoint, make_optimizer
+from .online import Method, Models, OnlineConfig, train_online, update
+from .rollout import Rollout, generate, left_pad, positions, sequence_kl
 
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]
 
 
 @dataclass
-class PPOConfig:
-    """Settings of a PPO run (defaults: a small model, a few minutes on a CPU)."""
+class PPOConfig(OnlineConfig):
+    """Settings of a PPO run (defaults: a small model, a few minutes on a CPU); the loop's own
+    (steps, batch_size, minibatch_size, grad_accum, ppo_epochs, lr, max_grad_norm, seed,
+    log_every, checkpoint_dir, checkpoint_every, progress) are `online.OnlineConfig`'s."""
 
-    steps: int = field(default=40, metadata={"help": "PPO iterations (rollout + update)."})
-    batch_size: int = field(default=64, metadata={"help": "Prompts per rollout, per process."})
-    minibatch_size: int = field(default=16, metadata={"help": "Sequences per gradient step."})
-    grad_accum: int = field(default=1, metadata={"help": "Minibatches accumulated per optimizer step."})
-    ppo_epochs: int = field(default=2, metadata={"help": "Passes over each rollout."})
-    lr: float = field(default=5e-5, metadata={"help": "Learning rate of policy and value model."})
     clip_eps: float = field(default=0.2, metadata={"help": "PPO's ratio clip ε."})
     vf_clip_eps: float | None = field(default=0.2, metadata={"help": "Value clip; None = unclipped."})
     vf_coef: float = field(default=0.5, metadata={"help": "Weight of the value loss."})
@@ -59,13 +57,7 @@ class PPOConfig:
     max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
     static_decode: bool = field(default=False, metadata={
         "help": "Sample with `static_decode` (CUDA graphs on a GPU; not the default until measured on one)."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
     whiten_advantages: bool = field(default=True, metadata={"help": "Normalise advantages over the batch."})
-    seed: int = field(default=0, metadata={"help": "Seed of prompts, sampling and dropout."})
-    log_every: int = field(default=1, metadata={"help": "Record the history every this many iterations."})
-    checkpoint_dir: str | None = field(default=None, metadata={"help": "Save/resume the run's state here."})
-    checkpoint_every: int = field(default=10, metadata={"help": "Iterations between checkpoints."})
-    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
 
 
 @dataclass(frozen=True)
@@ -181,44 +173,22 @@ def make_experience(acc: Accelerator, policy, value_model, ref, tokenizer, promp
                       adv, ret, scores)
 
 
-def _minibatch_loss(policy, value_model, exp: Experience, idx: torch.Tensor, num_tokens: torch.Tensor,
-                    config: PPOConfig, objectives: Objectives = Objectives()) -> tuple[torch.Tensor, dict]:
+def _loss(acc: Accelerator, policy, value_model, exp: Experience, idx: torch.Tensor, num_tokens: torch.Tensor,
+          config: PPOConfig, ptx_fn: Callable[[int], dict] | None, step: int,
+          objectives: Objectives) -> tuple[torch.Tensor, dict]:
+    """Step 5's loss on rows idx: clipped surrogate + vf_coef · value loss (+ ptx_coef · PPO-ptx)."""
     T = int(exp.mask[idx].sum(-1).max().item())  # drop columns that only hold padding
     ids, attn = exp.ids[idx, :exp.L + T], exp.attn[idx, :exp.L + T]
     sl = (idx, slice(0, T))
     logp, values = response_logprobs_values(policy, value_model, ids, attn, exp.L, exp.tokens[sl])
     pg, m1 = objectives.ppo_clip_loss(logp, exp.old_logprobs[sl], exp.advantages[sl], exp.mask[sl],
-                                  config.clip_eps, num_tokens)
+                                      config.clip_eps, num_tokens)
     vf, m2 = losses.value_loss(values, exp.old_values[sl], exp.returns[sl], exp.mask[sl],
                                config.vf_clip_eps, num_tokens)
-    return pg + config.vf_coef * vf, {"pg_loss": pg.detach(), "vf_loss": vf.detach(), **m1, **m2}
-
-
-def ppo_update(acc: Accelerator, policy, value_model, optimizer, exp: Experience, config: PPOConfig,
-               ptx_fn: Callable[[int], dict] | None = None, step: int = 0,
-               objectives: Objectives = Objectives()) -> dict[str, float]:
-    """Step 5: `ppo_epochs` passes over the rollout in shuffled minibatches; returns mean metrics."""
-    B, sums, n = len(exp), {}, 0
-    per_step = config.minibatch_size * config.grad_accum
-    g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-    for _ in range(config.ppo_epochs):
-        perm = torch.randperm(B, generator=g)
-        for start in range(0, B - per_step + 1, per_step):
-            chunk = perm[start:start + per_step].to(acc.device)
-            num_tokens = exp.mask[chunk].sum()
-            for micro in chunk.split(config.minibatch_size):
-                with acc.autocast():
-                    loss, metrics = _minibatch_loss(policy, value_model, exp, micro, num_tokens, config, objectives)
-                    if ptx_fn is not None and config.ptx_coef > 0:
-                        loss = loss + config.ptx_coef * _ptx_loss(policy, ptx_fn(step), acc) / config.grad_accum
-                acc.backward(loss)
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v) / config.grad_accum
-            acc.clip_grad_norm_(list(policy.parameters()) + list(value_model.parameters()), config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            n += 1
-    return {k: v / max(1, n) for k, v in sums.items()}
+    loss = pg + config.vf_coef * vf
+    if ptx_fn is not None and config.ptx_coef > 0:
+        loss = loss + config.ptx_coef * _ptx_loss(policy, ptx_fn(step), acc) / config.grad_accum
+    return loss, {"pg_loss": pg.detach(), "vf_loss": vf.detach(), **m1, **m2}
 
 
 def _ptx_loss(policy, batch: dict, acc: Accelerator) -> torch.Tensor:
@@ -228,14 +198,65 @@ def _ptx_loss(policy, batch: dict, acc: Accelerator) -> torch.Tensor:
     return losses.nll_loss(logits, batch["labels"], batch["mask"])[0]
 
 
-def sequence_kl(exp: Experience) -> torch.Tensor:
-    """(B,) the k1 estimate of KL(π ‖ π_ref) of each sampled response: Σ_t log π − log π_ref."""
-    return ((exp.old_logprobs - exp.ref_logprobs) * exp.mask).sum(-1)
+def ppo_update(acc: Accelerator, policy, value_model, optimizer, exp: Experience, config: PPOConfig,
+               ptx_fn: Callable[[int], dict] | None = None, step: int = 0,
+               objectives: Objectives = Objectives()) -> dict[str, float]:
+    """Step 5: `ppo_epochs` passes over the rollout in shuffled minibatches (`online.update`
+    with PPO's loss); returns mean metrics."""
+    loss_fn = partial(_loss, acc, policy, value_model, exp, config=config, ptx_fn=ptx_fn, step=step,
+                      objectives=objectives)
+    return update(acc, optimizer, [*policy.parameters(), *value_model.parameters()], exp, loss_fn, config, step)
 
 
-def _prompt_batch(prompts: list[str], n: int, step: int, rank: int, seed: int) -> list[str]:
-    g = torch.Generator().manual_seed(seed * 7919 + step * 104_729 + rank)
-    return [prompts[i] for i in torch.randint(len(prompts), (n,), generator=g).tolist()]
+@dataclass
+class PPO(Method):
+    """PPO as an `online.Method`: trains the policy and the value model; the reference and the
+    reward function stay fixed. Its state between iterations is β (adapted if `target_kl`)."""
+
+    policy: torch.nn.Module
+    value_model: torch.nn.Module
+    ref: torch.nn.Module
+    tokenizer: object
+    reward_fn: RewardFn
+    config: PPOConfig
+    gold_fn: RewardFn | None = None  # logged, never optimised
+    ptx_fn: Callable[[int], dict] | None = None  # PPO-ptx batches, by iteration
+    objectives: Objectives = Objectives()
+    name = "PPO"
+
+    def __post_init__(self) -> None:
+        self.beta = self.config.beta  # the KL coefficient of the next rollout; step 6 adapts it
+
+    def models(self) -> Models:
+        return {"policy": self.policy, "value": self.value_model}
+
+    def experience(self, acc: Accelerator, models: Models, prompts: list[str], seed: int) -> Experience:
+        return make_experience(acc, models["policy"], models["value"], self.ref, self.tokenizer, prompts,
+                               self.reward_fn, self.beta, self.config, seed=seed, objectives=self.objectives)
+
+    def loss(self, acc: Accelerator, models: Models, exp: Experience, idx: torch.Tensor,
+             num_tokens: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
+        return _loss(acc, models["policy"], models["value"], exp, idx, num_tokens, self.config, self.ptx_fn,
+                     step, self.objectives)
+
+    def stats(self, acc: Accelerator, exp: Experience) -> dict[str, torch.Tensor | float]:
+        """Proxy score, sequence KL, the β it was sampled with, response length, gold (if given)."""
+        gold = {} if self.gold_fn is None else {
+            "gold": self.gold_fn(exp.prompts, exp.texts).to(acc.device).float().mean()}
+        return {"score": exp.scores.mean(), "kl": sequence_kl(exp.old_logprobs, exp.ref_logprobs, exp.mask).mean(),
+                "beta": self.beta, "length": exp.mask.sum(-1).mean(), **gold}
+
+    def end_iteration(self, acc: Accelerator, row: dict) -> None:
+        """Step 6: β towards the target KL (Ziegler et al.), or left alone."""
+        if self.config.target_kl is not None:
+            self.beta = adaptive_beta(self.beta, row["kl"], self.config.target_kl,
+                                      self.config.batch_size * acc.num_processes, self.config.kl_horizon)
+
+    def state_dict(self) -> dict:
+        return {"beta": self.beta}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.beta = state["beta"]
 
 
 def train_ppo(policy, ref, value_model, tokenizer, prompts: list[str], reward_fn: RewardFn,
@@ -247,54 +268,9 @@ def train_ppo(policy, ref, value_model, tokenizer, prompts: list[str], reward_fn
     iteration: proxy score, gold reward (if `gold_fn`), sequence KL, β, clip fraction, value
     loss, response length, seconds — plus whatever `callback(step, policy)` returns.
     `objectives` swaps the shaped reward, GAE or the clipped surrogate (the labs plug in a student's)."""
-    from tqdm.auto import tqdm
-    set_seed(config.seed)
-    acc = _accelerator(TrainConfig(steps=config.steps))
     ref.eval().requires_grad_(False)
-    both = torch.nn.ModuleDict({"policy": policy, "value": value_model})
-    optimizer = make_optimizer(both, TrainConfig(steps=config.steps, lr=config.lr, weight_decay=0.0))
-    beta, history, start = config.beta, [], 0
-    state = load_checkpoint(config.checkpoint_dir)
-    if state is not None:  # an interrupted run continues where it stopped
-        policy.load_state_dict(state["policy"]), value_model.load_state_dict(state["value"])
-        optimizer.load_state_dict(state["optimizer"])
-        beta, history, start = state["beta"], state["history"], state["step"]
-        acc.print(f"[alignlab] resuming PPO from its checkpoint at iteration {start}/{config.steps}")
-    policy, value_model, optimizer = acc.prepare(policy, value_model, optimizer)
-    t0 = time.time()
-    bar = tqdm(range(start, config.steps), desc="PPO", initial=start, total=config.steps,
-               disable=not (config.progress and acc.is_main_process), leave=False)
-    for step in bar:
-        batch = _prompt_batch(prompts, config.batch_size, step, acc.process_index, config.seed)
-        policy.eval(), value_model.eval()
-        exp = make_experience(acc, policy, value_model, ref, tokenizer, batch, reward_fn, beta, config,
-                              seed=config.seed * 1_000_003 + step * 1009 + acc.process_index,
-                              objectives=objectives)
-        policy.train(), value_model.train()
-        metrics = ppo_update(acc, policy, value_model, optimizer, exp, config, ptx_fn, step, objectives)
-        row_t = torch.stack([exp.scores.mean(), sequence_kl(exp).mean(), exp.mask.sum(-1).mean(),
-                             (gold_fn(exp.prompts, exp.texts).to(acc.device).float().mean()
-                              if gold_fn else torch.zeros((), device=acc.device))])
-        score, kl, length, gold = (acc.reduce(row_t, reduction="mean")).tolist()
-        row = {"step": step + 1, "score": score, "kl": kl, "beta": beta, "length": length,
-               **({"gold": gold} if gold_fn else {}), **metrics, "seconds": time.time() - t0}
-        if config.target_kl is not None:
-            beta = adaptive_beta(beta, kl, config.target_kl, config.batch_size * acc.num_processes, config.kl_horizon)
-        if callback is not None:
-            row.update(callback(step + 1, acc.unwrap_model(policy)))
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            history.append(row)
-        bar.set_postfix(score=f"{score:.2f}", kl=f"{kl:.2f}")
-        if config.checkpoint_dir and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-            if acc.is_main_process:
-                _save_state(Path(config.checkpoint_dir) / STATE_FILE, {
-                    "step": step + 1, "policy": acc.unwrap_model(policy).state_dict(),
-                    "value": acc.unwrap_model(value_model).state_dict(), "optimizer": optimizer.state_dict(),
-                    "beta": beta, "history": history})
-            acc.wait_for_everyone()
-    acc.wait_for_everyone()
-    acc.unwrap_model(policy).eval(), acc.unwrap_model(value_model).eval()
-    return history
+    method = PPO(policy, value_model, ref, tokenizer, reward_fn, config, gold_fn, ptx_fn, objectives)
+    return train_online(method, prompts, config, callback)
 
 
 def rm_reward_fn(rm, tokenizer, normalise_on: tuple[list[str], list[str]] | None = None) -> RewardFn:

@@ -179,11 +179,11 @@ def group_batches(tokenizer, groups: list[Group], groups_per_batch: int, seed: i
                   pairs_fn: Callable[[list[int]], list[tuple[int, int]]] | None = None) -> BatchFn:
     """Micro-batch i: `groups_per_batch` groups, a fresh shuffle every epoch (deterministic in i),
     each group's pairs from `pairs_fn(ranking)` (default: all C(K, 2))."""
-    from .train import _rows
+    from .train import batch_rows
 
     def batch_fn(i: int) -> Batch:
-        return group_batch(tokenizer, [groups[j] for j in _rows(i, groups_per_batch, len(groups), seed).tolist()],
-                           pairs_fn)
+        chosen = batch_rows(i, groups_per_batch, len(groups), seed).tolist()
+        return group_batch(tokenizer, [groups[j] for j in chosen], pairs_fn)
     return batch_fn
 
 

@@ -191,11 +191,19 @@ def generate(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, prompt
         model.train(was_training)
     tokens = torch.cat([c[0] for c in chunks]) if chunks else torch.zeros((0, 1), dtype=torch.long)
     logprobs = torch.cat([c[1] for c in chunks]) if chunks else torch.zeros((0, 1))
+    return make_rollout(tokenizer, prompts, rows, tokens, logprobs)
+
+
+def make_rollout(tokenizer: PreTrainedTokenizerBase, prompts: list[str], rows: list[list[int]],
+                 tokens: torch.Tensor, logprobs: torch.Tensor) -> Rollout:
+    """A sampler's raw output → a Rollout: tokens, logprobs (B, N) on CPU, as drawn, each row up
+    to its first eos and anything after it. Masks after eos (pad id, log-prob 0), trims the
+    columns no row used and decodes; every sampler ends with it (`static_decode` too)."""
     mask, finished = response_mask(tokens, tokenizer.eos_token_id)
-    T = max([1] + mask.sum(-1).tolist())  # trim the columns no row used
+    T = max([1] + mask.sum(-1).tolist())
     tokens, mask, logprobs = tokens[:, :T], mask[:, :T], logprobs[:, :T] * mask[:, :T]
-    return Rollout(list(prompts), rows, tokens, logprobs, mask,
-                   decode_responses(tokenizer, tokens, mask), finished)
+    tokens = torch.where(mask.bool(), tokens, torch.full_like(tokens, tokenizer.pad_token_id))
+    return Rollout(list(prompts), rows, tokens, logprobs, mask, decode_responses(tokenizer, tokens, mask), finished)
 
 
 def _teacher_forced(model, pad_id: int, rows: list[list[int]], r_ids: torch.Tensor,
@@ -234,3 +242,11 @@ def sequence_logprobs(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBas
                            response_ids[s:s + batch_size], mask[s:s + batch_size])
            for s in range(0, len(rows), batch_size)]
     return torch.cat(out), mask.cpu().long()
+
+
+def sequence_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ_t (log π − log π_ref)(y_t) over each response → (B,), from logprobs, ref_logprobs, mask (B, T).
+
+    On the policy's own samples its mean is the k1 estimate of KL(π ‖ π_ref): unbiased, though a
+    single response's value can be negative."""
+    return ((logprobs - ref_logprobs) * mask).sum(-1)

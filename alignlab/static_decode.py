@@ -21,7 +21,7 @@ from transformers import LlamaForCausalLM
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from .models import encode_prompts
-from .rollout import Rollout, decode_responses, left_pad, positions, response_mask, sample_token
+from .rollout import Rollout, left_pad, make_rollout, positions, sample_token
 
 
 class StaticDecoder:
@@ -133,9 +133,4 @@ def generate_static(model: LlamaForCausalLM, tokenizer, prompts: list[str], max_
             logits = dec.step(tok, L + t)
     finally:
         model.train(was_training)
-    tokens, logprobs = tokens.cpu(), logprobs.cpu()
-    mask, finished = response_mask(tokens, tokenizer.eos_token_id)
-    T = max([1] + mask.sum(-1).tolist())
-    tokens, mask, logprobs = tokens[:, :T], mask[:, :T], logprobs[:, :T] * mask[:, :T]
-    tokens = torch.where(mask.bool(), tokens, torch.full_like(tokens, tokenizer.pad_token_id))
-    return Rollout(list(prompts), rows, tokens, logprobs, mask, decode_responses(tokenizer, tokens, mask), finished)
+    return make_rollout(tokenizer, prompts, rows, tokens.cpu(), logprobs.cpu())

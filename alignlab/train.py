@@ -10,6 +10,11 @@ loss history a notebook can plot, and atomic checkpoints that a rerun resumes fr
 
 Runs unchanged under `accelerate launch --num_processes N`: process r takes micro-batches
 r, r+N, r+2N, … and gradients are averaged by DDP.
+
+The plumbing every loop shares is public here, and `alignlab.online` (the on-policy loop of PPO
+and GRPO) uses it too: `accelerator`, `make_optimizer`, `resume` / `checkpoint` (atomic, with
+every process's random state, so a resumed run draws the same numbers as an uninterrupted one)
+and `progress_bar`.
 """
 from __future__ import annotations
 
@@ -17,15 +22,17 @@ import atexit
 import contextlib
 import math
 import os
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from .losses import Metrics, nll_loss
@@ -88,16 +95,12 @@ def batch_weight(batch: Batch) -> torch.Tensor:
     return torch.tensor(float(len(next(iter(batch.values())))))
 
 
-def _save_state(path: Path, state: dict) -> None:
+def save_state(path: Path, state: dict) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
-
-
-def _load_state(config: TrainConfig) -> dict | None:
-    return load_checkpoint(config.checkpoint_dir)
 
 
 def load_checkpoint(checkpoint_dir: str | None) -> dict | None:
@@ -115,14 +118,56 @@ def load_checkpoint(checkpoint_dir: str | None) -> dict | None:
         return None
 
 
-def _accelerator(config: TrainConfig) -> Accelerator:
-    mp = config.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+def rng_state() -> dict:
+    """This process's random generators: python `random`, numpy, torch CPU (and CUDA if present)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()  # the current device: one per process
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` returned."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def resume(acc: Accelerator, checkpoint_dir: str | None, desc: str, steps: int) -> dict | None:
+    """The state a `checkpoint` left in `checkpoint_dir` (None: start afresh), with this
+    process's random generators restored from it. Call it after seeding, before drawing."""
+    state = load_checkpoint(checkpoint_dir)
+    if state is None:
+        return None
+    rng = state.get("rng") or []
+    if acc.process_index < len(rng):
+        set_rng_state(rng[acc.process_index])
+    acc.print(f"[alignlab] resuming '{desc}' from its checkpoint at step {state['step']}/{steps}")
+    return state
+
+
+def checkpoint(acc: Accelerator, checkpoint_dir: str | None, done: int, steps: int, every: int,
+               state: Callable[[], dict]) -> None:
+    """After `done` of `steps` steps, every `every` (not at the end): save `state()` (it must hold
+    "step": done) and the random state of every process. All processes must call it."""
+    if not checkpoint_dir or done % every or done >= steps:
+        return
+    rng = gather_object([rng_state()])  # (num_processes,) list, in process order
+    if acc.is_main_process:
+        save_state(Path(checkpoint_dir) / STATE_FILE, {**state(), "rng": rng})
+    acc.wait_for_everyone()
+
+
+def accelerator(mixed_precision: str = "auto") -> Accelerator:
+    """A fresh `Accelerator`: bf16 autocast on a GPU that has it when "auto", CPU otherwise."""
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     # Another trainer in this process (TRL's, an earlier run) may have fixed the global
     # precision state; start ours afresh. The process group (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
-    acc = Accelerator(mixed_precision=mp, cpu=not torch.cuda.is_available())
+    acc = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
     if acc.num_processes > 1:
         atexit.unregister(_leave_process_group)  # once, however many runs
         atexit.register(_leave_process_group)
@@ -135,6 +180,12 @@ def _leave_process_group() -> None:
     ("terminate called without an active exception") after the script itself succeeded."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def progress_bar(acc: Accelerator, start: int, steps: int, desc: str, show: bool) -> tqdm:
+    """Steps start..steps-1 behind a bar on the main process (a resumed run's bar starts part-full)."""
+    return tqdm(range(start, steps), desc=desc, initial=start, total=steps,
+                disable=not (show and acc.is_main_process), leave=False)
 
 
 def _step(acc: Accelerator, model, fwd, micro: list[Batch], loss_fn: LossFn) -> tuple[torch.Tensor, Metrics]:
@@ -157,22 +208,20 @@ def _step(acc: Accelerator, model, fwd, micro: list[Batch], loss_fn: LossFn) -> 
 def train(model: torch.nn.Module, batch_fn: BatchFn, loss_fn: LossFn, config: TrainConfig) -> list[dict]:
     """Train `model` in place; returns the history (one dict per logged step)."""
     set_seed(config.seed)
-    acc = _accelerator(config)
+    acc = accelerator(config.mixed_precision)
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
-    state, history, start = _load_state(config), [], 0
+    state, history, start = resume(acc, config.checkpoint_dir, config.desc, config.steps), [], 0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start = state["history"], state["step"]
-        acc.print(f"[alignlab] resuming '{config.desc}' from its checkpoint at step {start}/{config.steps}")
     model.train()
     model, optimizer = acc.prepare(model, optimizer)
     use_compile = config.compile if config.compile is not None else torch.cuda.is_available()
     fwd = torch.compile(model) if use_compile else model
-    bar = tqdm(range(start, config.steps), desc=config.desc, initial=start, total=config.steps,
-               disable=not (config.progress and acc.is_main_process), leave=False)
+    bar = progress_bar(acc, start, config.steps, config.desc, config.progress)
     t0, W, r = time.time(), acc.num_processes, acc.process_index
     for step in bar:
         micro = [batch_fn((step * config.grad_accum + i) * W + r) for i in range(config.grad_accum)]
@@ -187,13 +236,9 @@ def train(model: torch.nn.Module, batch_fn: BatchFn, loss_fn: LossFn, config: Tr
                    **{k: float(v) for k, v in metrics.items()}}
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}")
-        if config.checkpoint_dir and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-            if acc.is_main_process:
-                _save_state(Path(config.checkpoint_dir) / STATE_FILE, {
-                    "step": step + 1, "model": acc.unwrap_model(model).state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "history": history, "config": asdict(config)})
-            acc.wait_for_everyone()
+        checkpoint(acc, config.checkpoint_dir, step + 1, config.steps, config.checkpoint_every, lambda: {
+            "step": step + 1, "model": acc.unwrap_model(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "history": history, "config": asdict(config)})
     bar.close()
     acc.wait_for_everyone()
     acc.unwrap_model(model, keep_fp32_wrapper=False).eval()
@@ -209,8 +254,9 @@ def lm_loss(model: torch.nn.Module, batch: Batch, num_tokens: torch.Tensor) -> t
     return nll_loss(logits, batch["labels"], batch["mask"], num_tokens)
 
 
-def _rows(i: int, batch_size: int, n_rows: int, seed: int) -> torch.Tensor:
-    """Row indices of micro-batch i: consecutive slices of a fresh permutation every epoch."""
+def batch_rows(i: int, batch_size: int, n_rows: int, seed: int) -> torch.Tensor:
+    """Row indices (batch_size,) of micro-batch i of a data set of n_rows: consecutive slices of
+    a fresh permutation every epoch (deterministic in i and seed, so a resumed run sees the same)."""
     start = i * batch_size
     epoch, offset = divmod(start, n_rows)
     out = []
@@ -219,6 +265,8 @@ def _rows(i: int, batch_size: int, n_rows: int, seed: int) -> torch.Tensor:
         out += perm[offset:offset + batch_size - len(out)].tolist()
         epoch, offset = epoch + 1, 0
     return torch.tensor(out)
+
+
 
 
 def pack(tokenizer, docs: list[str], length: int) -> torch.Tensor:
@@ -236,26 +284,34 @@ def pack(tokenizer, docs: list[str], length: int) -> torch.Tensor:
 def packed_batches(rows: torch.Tensor, batch_size: int, seed: int = 0) -> BatchFn:
     """Pretraining batches from `pack`'s rows: every token is a target."""
     def batch_fn(i: int) -> Batch:
-        x = rows[_rows(i, batch_size, len(rows), seed)]  # (B, L+1)
+        x = rows[batch_rows(i, batch_size, len(rows), seed)]  # (B, L+1)
         ones = torch.ones_like(x[:, :-1])
         return {"input_ids": x[:, :-1], "attention_mask": ones, "labels": x[:, 1:], "mask": ones}
     return batch_fn
 
 
+def response_mask(attention_mask: torch.Tensor, prompt_lengths: torch.Tensor) -> torch.Tensor:
+    """1 on a dialog's response tokens (and its closing eos), 0 on the prompt and on padding:
+    attention_mask (B, T), prompt_lengths (B,) → (B, T), attention_mask's dtype."""
+    t = torch.arange(attention_mask.shape[1])[None, :]  # (1, T)
+    return ((t >= prompt_lengths[:, None]) & attention_mask.bool()).to(attention_mask.dtype)
+
+
 def sft_batches(tokenizer, pairs: list[tuple[str, str]], batch_size: int, max_length: int,
-                seed: int = 0) -> BatchFn:
+                seed: int = 0, mask_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = response_mask
+                ) -> BatchFn:
     """SFT batches from (prompt, response) pairs: right-padded; only response tokens (and the
-    closing eos) are targets, so the model imitates answers, not questions."""
+    closing eos) are targets, so the model imitates answers, not questions. `mask_fn(attention_mask,
+    prompt_lengths)` picks the targets on the whole dialog (B, T + 1) before the shift (lab 1
+    plugs in the student's)."""
     from .models import encode_dialog, right_pad
 
     encoded = [encode_dialog(tokenizer, p, r) for p, r in pairs]
     encoded = [(ids[: max_length + 1], n) for ids, n in encoded]
 
     def batch_fn(i: int) -> Batch:
-        chosen = [encoded[j] for j in _rows(i, batch_size, len(encoded), seed).tolist()]
-        x, attn = right_pad([ids for ids, _ in chosen], tokenizer.pad_token_id)  # (B, T)
-        m = attn.clone()
-        for b, (_, n_prompt) in enumerate(chosen):
-            m[b, :n_prompt] = 0  # targets: response tokens + eos only
+        chosen = [encoded[j] for j in batch_rows(i, batch_size, len(encoded), seed).tolist()]
+        x, attn = right_pad([ids for ids, _ in chosen], tokenizer.pad_token_id)  # (B, T + 1)
+        m = mask_fn(attn, torch.tensor([n for _, n in chosen]))  # (B, T + 1)
         return {"input_ids": x[:, :-1], "attention_mask": attn[:, :-1], "labels": x[:, 1:], "mask": m[:, 1:]}
     return batch_fn

@@ -46,7 +46,8 @@ def test_ppo_under_accelerate_launch_keeps_processes_in_sync(tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` with no GPU visible: accelerate starts the
     processes with torchrun and the trainer's Accelerator(cpu=True) joins them over gloo (its
     `--cpu` flag would instead want mpirun). Both processes sample different prompts, yet DDP
-    keeps their weights identical and the logged (globally reduced) statistics agree."""
+    keeps their weights identical and the logged (globally reduced) statistics agree; a run
+    resumed from a checkpoint ends where the uninterrupted one did."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent), "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
                           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
@@ -60,3 +61,8 @@ def test_ppo_under_accelerate_launch_keeps_processes_in_sync(tmp_path):
     assert a["history"][-1]["beta"] == b["history"][-1]["beta"]
     for pa, pb in zip(a["params"], b["params"]):
         assert torch.equal(pa, pb)
+    # stopped after a checkpoint and resumed, with each process's random state restored (its
+    # rewards draw on the global generator): the same weights as the run left alone
+    assert a["rng_states"] == b["rng_states"] == 2
+    for pa, pb in zip(a["params"], a["resumed"]):
+        assert torch.allclose(pa, pb, atol=1e-6), (pa - pb).abs().max()

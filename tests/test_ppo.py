@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import math
+import random
 
+import numpy as np
 import pytest
 import torch
 
 from alignlab import losses, models, ppo, reward, rollout, world
 from alignlab.ppo import PPOConfig
-from alignlab.train import TrainConfig, _accelerator
+from alignlab.train import STATE_FILE, accelerator
 
 from conftest import TINY
 
@@ -55,7 +57,7 @@ def test_sampler_logprobs_equal_the_training_forward_and_ignore_padding(four, to
 
 def _experience(four, tok, config):
     policy, ref, vm = four
-    acc = _accelerator(TrainConfig(steps=1))
+    acc = accelerator()
     return ppo.make_experience(acc, policy, vm, ref, tok, PROMPTS, ppo.gold_reward_fn, 0.05, config, seed=1), acc
 
 
@@ -160,7 +162,7 @@ def test_experience_rewards_are_the_kl_shaped_score(four, tok):
         for p in ref.parameters():
             p.add_(0.05 * torch.randn_like(p))
     config, beta = PPOConfig(**CONFIG, whiten_advantages=False), 0.3
-    acc = _accelerator(TrainConfig(steps=1))
+    acc = accelerator()
     exp = ppo.make_experience(acc, policy, vm, ref, tok, PROMPTS, count_e, beta, config, seed=1)
     with torch.no_grad():
         logp, _ = ppo.response_logprobs_values(policy, None, exp.ids, exp.attn, exp.L, exp.tokens)
@@ -238,12 +240,19 @@ def test_static_decoder_gives_the_same_experience(four, tok):
     assert a.texts == b.texts and torch.allclose(a.advantages, b.advantages, atol=1e-5)
 
 
+def noisy_count_e(prompts: list[str], responses: list[str]) -> torch.Tensor:
+    """count_e plus noise from the global generators of torch, numpy and python: a run scored by
+    it resumes exactly only if a checkpoint carries their states."""
+    noise = torch.rand(len(responses)) + torch.from_numpy(np.random.rand(len(responses))).float() + random.random()
+    return count_e(prompts, responses) + noise
+
+
 def test_an_interrupted_run_resumes_to_the_same_weights(four, tok, tmp_path):
     config = PPOConfig(**{**CONFIG, "steps": 3, "minibatch_size": 4, "target_kl": 1.0})
     policy, ref, vm = four
     start_p, start_v = copy.deepcopy(policy.state_dict()), copy.deepcopy(vm.state_dict())
     full_p, full_v = copy.deepcopy(policy), copy.deepcopy(vm)
-    full = ppo.train_ppo(full_p, ref, full_v, tok, PROMPTS, count_e, config)
+    full = ppo.train_ppo(full_p, ref, full_v, tok, PROMPTS, noisy_count_e, config)
 
     def interrupt(step, _):
         if step == 2:
@@ -251,9 +260,12 @@ def test_an_interrupted_run_resumes_to_the_same_weights(four, tok, tmp_path):
         return {}
     ckpt = PPOConfig(**{**vars(config), "checkpoint_dir": str(tmp_path / "ckpt"), "checkpoint_every": 1})
     with pytest.raises(KeyboardInterrupt):
-        ppo.train_ppo(policy, ref, vm, tok, PROMPTS, count_e, ckpt, callback=interrupt)
+        ppo.train_ppo(policy, ref, vm, tok, PROMPTS, noisy_count_e, ckpt, callback=interrupt)
+    state = torch.load(tmp_path / "ckpt" / STATE_FILE, weights_only=False)
+    assert state["step"] == 1 and len(state["rng"]) == 1  # one process: its generators' states
     policy.load_state_dict(start_p), vm.load_state_dict(start_v)  # a fresh process: initial weights
-    resumed = ppo.train_ppo(policy, ref, vm, tok, PROMPTS, count_e, ckpt)
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)  # and its own random state
+    resumed = ppo.train_ppo(policy, ref, vm, tok, PROMPTS, noisy_count_e, ckpt)
     assert [h["step"] for h in resumed] == [1, 2, 3]
     assert [h["score"] for h in resumed] == pytest.approx([h["score"] for h in full], abs=1e-6)
     assert resumed[-1]["beta"] == pytest.approx(full[-1]["beta"])

@@ -174,3 +174,13 @@ def test_bfloat16_model_gives_float32_logprobs(model, tok):
     lp, _ = rollout.sequence_logprobs(half, tok, ro.prompts, response_ids=ro.tokens, mask=ro.mask)
     assert ro.logprobs.dtype == lp.dtype == torch.float32
     assert torch.allclose(lp, ro.logprobs, atol=1e-2)  # bf16 rounding differs between cached and full passes
+
+
+def test_sequence_kl_sums_the_masked_log_ratio_of_each_row():
+    torch.manual_seed(0)
+    logp, ref_logp = torch.randn(3, 5), torch.randn(3, 5)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]).float()
+    naive = torch.tensor([sum(float(logp[b, t] - ref_logp[b, t]) for t in range(5) if mask[b, t])
+                          for b in range(3)])
+    assert torch.allclose(rollout.sequence_kl(logp, ref_logp, mask), naive, atol=1e-6)
+    assert torch.equal(rollout.sequence_kl(logp, logp, mask), torch.zeros(3))

@@ -3,7 +3,9 @@ exactly, a damaged checkpoint is kept aside; and the LM batch builders."""
 from __future__ import annotations
 
 import copy
+import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,6 +96,43 @@ def test_interrupted_run_resumes_exactly(tmp_path, tok, rows, capsys):
     assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in ref], rel=1e-5)
     for pa, pb in zip(whole.parameters(), resumed.parameters()):
         assert torch.allclose(pa, pb, atol=1e-6)
+
+
+def dropped_token_loss(model, batch, num_tokens):
+    """lm_loss on a random 80% of the targets, drawn from the global torch, numpy and python
+    generators: a run resumes exactly only if its checkpoint restores their states."""
+    keep = (torch.rand(batch["mask"].shape) + float(np.random.rand()) * 0.01 + random.random() * 0.01) > 0.2
+    return train.lm_loss(model, {**batch, "mask": batch["mask"] * keep}, None)
+
+
+def test_a_resumed_run_draws_the_random_numbers_an_uninterrupted_one_would(tmp_path, tok, rows):
+    init = models.build_model(TINY, tok, seed=2)
+    batches = train.packed_batches(rows, 4)
+    whole = copy.deepcopy(init)
+    ref = train.train(whole, batches, dropped_token_loss, quiet(steps=6, lr=3e-3))
+
+    def crashing(i):
+        if i == 4:
+            raise KeyboardInterrupt
+        return batches(i)
+    cfg = quiet(steps=6, lr=3e-3, checkpoint_dir=str(tmp_path), checkpoint_every=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(copy.deepcopy(init), crashing, dropped_token_loss, cfg)
+    assert len(torch.load(tmp_path / train.STATE_FILE, weights_only=False)["rng"]) == 1  # one per process
+    resumed = copy.deepcopy(init)
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)  # whatever state the new process has
+    hist = train.train(resumed, batches, dropped_token_loss, cfg)
+    assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in ref], rel=1e-6)
+    for pa, pb in zip(whole.parameters(), resumed.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-6)
+
+
+def test_rng_state_round_trips():
+    state = train.rng_state()
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    train.set_rng_state(state)
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
 
 
 def test_damaged_checkpoint_is_kept_aside(tmp_path, tok, rows, capsys):

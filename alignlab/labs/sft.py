@@ -10,9 +10,8 @@ from typing import Callable
 
 import torch
 
-from .. import losses
-from ..models import encode_dialog, right_pad
-from ..train import Batch, BatchFn, LossFn, _rows
+from .. import losses, train
+from ..train import Batch, BatchFn, LossFn
 from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
                    student_function, wrong)
 
@@ -145,17 +144,10 @@ def hidden_masked_nll(fn: Callable | None = None, seed: int = 0) -> None:
 
 def sft_batches(tokenizer, pairs: list[tuple[str, str]], batch_size: int, max_length: int,
                 mask_fn: Callable, seed: int = 0) -> BatchFn:
-    """`train.sft_batches` with the targets chosen by `mask_fn(attention_mask, prompt_lengths)`,
-    applied to the whole dialog (B, T + 1) and then shifted with the labels."""
-    encoded = [encode_dialog(tokenizer, p, r) for p, r in pairs]
-    encoded = [(ids[: max_length + 1], n) for ids, n in encoded]
-
-    def batch_fn(i: int) -> Batch:
-        chosen = [encoded[j] for j in _rows(i, batch_size, len(encoded), seed).tolist()]
-        x, attn = right_pad([ids for ids, _ in chosen], tokenizer.pad_token_id)  # (B, T + 1)
-        m = mask_fn(attn, torch.tensor([n for _, n in chosen])).float()
-        return {"input_ids": x[:, :-1], "attention_mask": attn[:, :-1], "labels": x[:, 1:], "mask": m[:, 1:]}
-    return batch_fn
+    """`train.sft_batches` with the targets chosen by the student's `mask_fn(attention_mask,
+    prompt_lengths)`, applied to the whole dialog (B, T + 1) and then shifted with the labels."""
+    return train.sft_batches(tokenizer, pairs, batch_size, max_length, seed,
+                             mask_fn=lambda attn, prompts: mask_fn(attn, prompts).float())
 
 
 def sft_loss(nll_fn: Callable) -> LossFn:

@@ -14,16 +14,13 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from ..bradley_terry import sigmoid
 from .common import words
 from .gold import gold_reward, parse_prompt
 
 DEFAULT_TEMPERATURE = 0.55
 """Calibrated with `agreement_stats(comparison_pairs(3000))` to ~73% agreement
 (tests/test_world.py keeps it in 70-76%)."""
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 class BradleyTerryChooser:
@@ -35,7 +32,7 @@ class BradleyTerryChooser:
         diff = self.utility(prompt, a) - self.utility(prompt, b)
         if self.temperature <= 0:
             return 0.5 if diff == 0 else float(diff > 0)
-        return sigmoid(diff / self.temperature)
+        return float(sigmoid(diff / self.temperature))
 
     def compare(self, prompt: str, a: str, b: str) -> int:
         """0 if a is picked, 1 if b is."""
