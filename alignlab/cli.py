@@ -2,7 +2,8 @@
 
     alignlab info                          # version, active profile, cache location
     alignlab zoo list [--profile P]        # what is cached, and whether it is intact
-    alignlab zoo build [--profile P] [NAME ...]   # build entries (default: every entry)
+    alignlab zoo list --all [--profile P]  # every entry there is: its chapter, and whether `build` builds it
+    alignlab zoo build [--profile P] [NAME ...]   # build entries (default: those the chapters use)
     alignlab zoo clean [--profile P] --yes # delete cached entries and runs
     alignlab quiz build [--check] [--source DIR]  # readable quiz sources → encoded banks
     alignlab quiz progress                 # your saved quiz scores, per chapter
@@ -22,9 +23,23 @@ def _info(args) -> int:
     return 0
 
 
+def _catalogue(profile: str | None) -> None:
+    """Every registrable entry: its chapter, whether `zoo build` builds it for the profile, why."""
+    from . import profiles, zoo
+    prof = profiles.get_profile(profile)
+    built = set(zoo.names(prof))
+    print(f"{'entry':22} {'chapter':18} {'zoo build (' + prof.name + ')':16} why")
+    for name, recipe in zoo.registry().items():
+        print(f"{name:22} {recipe.chapter:18} {'yes' if name in built else 'no':16} {recipe.why}")
+    print(f"{len(zoo.registry())} entries; `alignlab zoo build --profile {prof.name}` builds the {len(built)} "
+          f"marked yes, `alignlab zoo build NAME` any of them")
+
+
 def _zoo(args) -> int:
     from . import zoo
-    if args.action == "list":
+    if args.action == "list" and args.all:
+        _catalogue(args.profile)
+    elif args.action == "list":
         rows = zoo.entries(args.profile)
         for r in rows:
             print(f"{r['profile']:4} {r['entry']:32} {r['mb']:8.2f} MB  {r['state']}")
@@ -89,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     z.add_argument("action", choices=["list", "build", "clean"])
     z.add_argument("names", nargs="*", help="entries to build (default: all the profile's chapters use)")
     z.add_argument("--profile", choices=["ci", "cpu", "gpu"])
+    z.add_argument("--all", action="store_true", help="`list`: every entry there is, cached or not, with its chapter")
     z.add_argument("--yes", action="store_true", help="confirm `clean`")
     z.set_defaults(func=_zoo)
     q = sub.add_parser("quiz", help="build quiz banks from their sources, or show your progress")

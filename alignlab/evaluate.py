@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import world
+from . import world, zoo
 from .profiles import Profile, ProfileView, read, resolve
-from .rollout import Rollout, generate, sequence_logprobs
+from .rollout import Rollout, generate, sequence_kl, sequence_logprobs
 
 PROTOCOL_VERSION = "1"
 EVAL_FIELDS = ("eval_prompts_per_family", "eval_samples_per_prompt", "max_new_tokens", "gen_batch")
@@ -133,21 +133,21 @@ def gold_eval(model, tokenizer, prompts: list[str] | None = None, samples_per_pr
     return score(ro.prompts, ro.texts)
 
 
-def sequence_kl(policy, ref, tokenizer, rollout: Rollout) -> torch.Tensor:
-    """Σ_t log π(y_t) − log π_ref(y_t) over each of the policy's own samples → (B,).
+def rollout_kl(policy, ref, tokenizer, rollout: Rollout) -> torch.Tensor:
+    """`rollout.sequence_kl` of the policy's own samples → (B,), both models scored teacher-forced.
 
     Its mean is an unbiased estimate of KL(π ‖ π_ref) (a single sample can be negative)."""
     ids = dict(response_ids=rollout.tokens, mask=rollout.mask)
     lp, mask = sequence_logprobs(policy, tokenizer, rollout.prompts, **ids)  # (B, T)
     ref_lp, _ = sequence_logprobs(ref, tokenizer, rollout.prompts, **ids)  # (B, T)
-    return ((lp - ref_lp) * mask).sum(-1)
+    return sequence_kl(lp, ref_lp, mask)
 
 
 def kl_to_ref(policy, ref, tokenizer, prompts: list[str] | None = None, samples_per_prompt: int | None = None,
               seed: int = 0, profile: Profile | ProfileView | str | None = None) -> tuple[float, float]:
     """(mean, se) of the sequence KL from `policy` to `ref` on the protocol's samples."""
     ro = sample(policy, tokenizer, prompts, samples_per_prompt, seed, profile=profile)
-    return mean_se(sequence_kl(policy, ref, tokenizer, ro).numpy())
+    return mean_se(rollout_kl(policy, ref, tokenizer, ro).numpy())
 
 
 def win_rate(rewards_a, rewards_b) -> tuple[float, float]:
@@ -200,7 +200,6 @@ def cache_config(entry, prof: Profile | ProfileView, fields: tuple[str, ...], se
 def evaluate_entry(name: str, profile: Profile | ProfileView | str | None = None, seed: int = 0) -> EvalResult:
     """`gold_eval` of the zoo entry `name` with the protocol, cached by the entry's key and the
     profile's `EVAL_FIELDS`."""
-    from . import zoo
     prof = protocol_view(profile, EVAL_FIELDS, "evaluate_entry")
     entry = zoo.get(name, prof)
 
@@ -215,7 +214,6 @@ def headroom(base: str = "base", policy: str = "sft", profile: Profile | Profile
     """Per family: base and policy mean gold reward (the protocol), the policy's best-of-N mean
     by the gold reward on `headroom_prompts_per_family` prompts, and the fraction of the way
     from base to best-of-N the policy closed: (policy − base) / (best-of-N − base)."""
-    from . import zoo
     base_f = evaluate_entry(base, profile, seed).by_family()
     pol_f = evaluate_entry(policy, profile, seed).by_family()
     prof = protocol_view(profile, HEADROOM_FIELDS, "headroom")
@@ -236,6 +234,27 @@ def headroom(base: str = "base", policy: str = "sft", profile: Profile | Profile
         rows[fam] = {"base": b, "policy": p, "best_of_n": bon, "n": prof.best_of_n,
                      "closed": (p - b) / (bon - b) if bon != b else math.nan}
     return rows
+
+
+def policy_report(policy, ref, tokenizer, profile: Profile | ProfileView) -> dict:
+    """Held-out gold (mean, se, paired gain over the SFT model with common random numbers) and
+    KL to `ref` (the SFT model), with the protocol: what chapter 4 tabulates for every run."""
+    res, base = gold_eval(policy, tokenizer, profile=profile), evaluate_entry("sft", profile)
+    gain, gain_se = paired_difference(res, base)
+    kl, kl_se = kl_to_ref(policy, ref, tokenizer, profile=profile)
+    return {"gold": res.mean, "gold_se": res.se, "gain": gain, "gain_se": gain_se, "kl": kl, "kl_se": kl_se,
+            "by_family": res.by_family()}
+
+
+def entry_report(name: str, ref, tokenizer, profile: Profile | ProfileView | str | None = None) -> dict:
+    """`policy_report` of zoo entry `name` against `ref`: the one its build stored, else computed
+    once and cached, so a chapter and a benchmark read the same numbers on every rerun."""
+    entry = zoo.get(name, profile)
+    if "report" in entry.meta:
+        return entry.meta["report"]
+    view = protocol_view(profile, EVAL_FIELDS, "entry_report")
+    return zoo.cached_run(f"report-{name}", cache_config(entry, view, EVAL_FIELDS),
+                          lambda: policy_report(entry.load(dtype=torch.float32)[0], ref, tokenizer, view), view.name)
 
 
 def paired_difference(a: EvalResult, b: EvalResult) -> tuple[float, float]:

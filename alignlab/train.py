@@ -21,7 +21,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
+from . import cache
 from .losses import Metrics, nll_loss
 
 Batch = dict[str, torch.Tensor]
@@ -98,9 +98,8 @@ def batch_weight(batch: Batch) -> torch.Tensor:
 def save_state(path: Path, state: dict) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with cache.replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(checkpoint_dir: str | None) -> dict | None:
@@ -111,8 +110,7 @@ def load_checkpoint(checkpoint_dir: str | None) -> dict | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a damaged checkpoint is set aside, never deleted
-        aside = path.with_suffix(f".corrupt-{time.time_ns()}")
-        os.replace(path, aside)
+        aside = cache.set_aside(path)
         print(f"[alignlab] training checkpoint {path} could not be read ({err}); "
               f"kept it as {aside.name} and starting this run from step 0.")
         return None

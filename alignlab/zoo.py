@@ -12,7 +12,11 @@ several notebooks at once and interrupt them:
 - a file lock per entry, so two notebooks building the same entry wait for one build;
 - atomic writes: build into a temporary directory, write a manifest of file hashes, rename;
 - every `get` checks the manifest; a damaged entry is moved aside (never deleted) and rebuilt;
-- an interrupted build keeps its training checkpoint and resumes from it on the next `get`.
+- an interrupted build keeps its training checkpoint and resumes from it on the next `get`: the
+  zoo hands each build a checkpoint folder (`Job.checkpoint_dir`) and removes it once the entry
+  is saved, so a recipe only trains and saves.
+The recipes are the rows of each chapter's table in `alignlab.recipes`; they load on the first
+call that needs them (`get`, `key`, `names`, `registry`), so importing the zoo imports no trainer.
 `zoo.cached_run` caches JSON results of experiments (sweeps, evaluations) the same way.
 """
 from __future__ import annotations
@@ -29,61 +33,11 @@ from typing import Callable
 
 from filelock import FileLock
 
+from .cache import home, set_aside, shown, write_atomic  # noqa: F401  (zoo.home, zoo.shown: chapter 0 prints them)
 from .profiles import Profile, ProfileView, resolve, whole
 
-HOME_ENV = "ALIGNLAB_HOME"
 MANIFEST = "MANIFEST.json"
 META = "meta.json"
-
-
-def home() -> Path:
-    """Root of the cache: $ALIGNLAB_HOME, else the per-user cache directory."""
-    if os.environ.get(HOME_ENV):
-        return Path(os.environ[HOME_ENV]).expanduser()
-    from platformdirs import user_cache_dir
-    return Path(user_cache_dir("alignlab"))
-
-
-def shown(path: Path) -> str:
-    """A cache path as messages print it: relative to $ALIGNLAB_HOME or ~, not machine-specific."""
-    path = Path(path)
-    for root, label in ((home(), "$ALIGNLAB_HOME" if os.environ.get(HOME_ENV) else None), (Path.home(), "~")):
-        if label and path.is_relative_to(root):
-            rel = path.relative_to(root)
-            return label if str(rel) == "." else f"{label}/{rel}"
-    return str(path)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to build one entry: `build(out_dir, profile, deps) -> meta dict`."""
-
-    build: Callable[[Path, Profile, dict[str, "Entry"]], dict]
-    deps: tuple[str, ...] = ()
-    version: str = "1"
-    why: str = ""
-    fields: tuple[str, ...] | None = None  # profile fields the build reads; None = all of them
-    used_by: Callable[[Profile], bool] | None = None  # which profiles' chapters need it; None = all
-
-
-RECIPES: dict[str, Recipe] = {}
-
-
-def register(name: str, deps: tuple[str, ...] = (), version: str = "1", why: str = "",
-             fields: tuple[str, ...] | None = None, used_by: Callable[[Profile], bool] | None = None):
-    """Decorator that adds a build function to the zoo under `name`; `fields` lists the profile
-    fields it reads (its key hashes only those; the build is handed a view of only those);
-    `used_by(profile)` says whether that profile's chapters use the entry (`names`)."""
-    def wrap(fn):
-        RECIPES[name] = Recipe(fn, deps, version, why, fields, used_by)
-        return fn
-    return wrap
-
-
-def names(profile: Profile | str | None = None) -> list[str]:
-    """The entries the chapters use in `profile` (what `alignlab zoo build` builds by default)."""
-    prof = resolve(profile)
-    return [n for n, r in RECIPES.items() if r.used_by is None or r.used_by(prof)]
 
 
 @dataclass(frozen=True)
@@ -109,12 +63,76 @@ class Entry:
         return load_tokenizer(self.path)
 
 
+@dataclass(frozen=True)
+class Job:
+    """What a recipe's build is handed; it trains, saves into `out` and returns its meta dict."""
+
+    name: str
+    """The entry being built (for progress bars and messages)."""
+    out: Path
+    """An empty folder to save the entry in; the zoo adds `meta.json` and the manifest."""
+    profile: ProfileView
+    """The profile, showing only the fields the recipe declares."""
+    deps: dict[str, Entry]
+    """The entries the recipe names in `deps`, built for the same profile."""
+    checkpoint_dir: Path
+    """Where training keeps its resumable state: kept if the build is interrupted (the next `get`
+    resumes from it), removed by the zoo once the entry is saved."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One zoo entry: its name, how it is built, and what its key covers."""
+
+    name: str
+    build: Callable[[Job], dict]
+    deps: tuple[str, ...] = ()
+    version: str = "1"
+    """Bump it when the build changes what it makes: the key changes and the entry is rebuilt."""
+    fields: tuple[str, ...] | None = None
+    """The profile fields the build reads (its key hashes only these); None = all of them."""
+    why: str = ""
+    """One line the zoo prints when it builds the entry."""
+    used_by: Callable[[Profile], bool] | None = None
+    """Whether a profile's chapters use the entry (`names`, `alignlab zoo build`); None = all."""
+    chapter: str = ""
+    """The chapter whose table holds the row (filled in by `alignlab.recipes`)."""
+
+
+_REGISTRY: dict[str, Recipe] = {}
+
+
+def registry() -> dict[str, Recipe]:
+    """Every registrable entry by name, in the chapters' order. The first call imports the
+    chapters' tables (`alignlab.recipes`), and with them the trainers."""
+    if not _REGISTRY:
+        from .recipes import RUNS
+        _REGISTRY.update((recipe.name, recipe) for recipe in RUNS)
+    return _REGISTRY
+
+
+def register(recipe: Recipe) -> Recipe:
+    """Add an entry beyond the chapters' tables (a lab's own run, a test's)."""
+    table = registry()
+    if recipe.name in table:
+        raise ValueError(f"zoo entry {recipe.name!r} is already registered")
+    table[recipe.name] = recipe
+    return recipe
+
+
+def names(profile: Profile | str | None = None) -> list[str]:
+    """The entries the chapters use in `profile` (what `alignlab zoo build` builds by default)."""
+    prof = resolve(profile)
+    return [n for n, r in registry().items() if r.used_by is None or r.used_by(prof)]
+
+
 def key(name: str, profile: Profile | ProfileView) -> str:
     """Hash of everything that determines the entry's content."""
     from .world import WORLD_VERSION
-    if name not in RECIPES:
-        raise KeyError(f"No zoo entry named {name!r}; known entries: {sorted(RECIPES)}.")
-    recipe, profile = RECIPES[name], whole(profile)
+    recipes = registry()
+    if name not in recipes:
+        raise KeyError(f"No zoo entry named {name!r}; known entries: {sorted(recipes)}.")
+    recipe, profile = recipes[name], whole(profile)
     fields = asdict(profile)
     if recipe.fields is not None:
         fields = {f: fields[f] for f in (*recipe.fields, "name")}
@@ -125,6 +143,11 @@ def key(name: str, profile: Profile | ProfileView) -> str:
 
 def entry_path(name: str, profile: Profile | ProfileView) -> Path:
     return home() / "zoo" / profile.name / f"{name}-{key(name, profile)}"
+
+
+def partial_dir(name: str, profile: Profile | ProfileView) -> Path:
+    """Where an in-progress build keeps its training checkpoint (survives an interrupt)."""
+    return home() / "zoo" / profile.name / ".partial" / f"{name}-{key(name, profile)}"
 
 
 def _file_sha(path: Path) -> str:
@@ -158,32 +181,27 @@ def verify(path: Path) -> str | None:
     return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so a reader sees the old file or the new one, never half of one: a
-    temporary file beside it (this process's own), then `os.replace`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _set_aside(path: Path, reason: str) -> None:
-    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}-{uuid.uuid4().hex[:6]}")
-    os.replace(path, aside)
+    aside = set_aside(path)
     print(f"[alignlab] zoo entry {path.name} is damaged: {reason}. "
           f"Kept it as {aside.name} and rebuilding it.")
 
 
 def _build(name: str, profile: Profile, final: Path) -> None:
-    recipe = RECIPES[name]
+    """Build `name` into a temporary folder, then rename it to `final`; the training checkpoint
+    folder outlives a failed build and is removed after a successful one."""
+    recipe = registry()[name]
     deps = {d: get(d, profile) for d in recipe.deps}
     print(f"[alignlab] building '{name}' for the {profile.name} profile"
           f"{' — ' + recipe.why if recipe.why else ''} (cached afterwards in {shown(final.parent)})")
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
+    checkpoint_dir = partial_dir(name, profile)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     try:
-        view = ProfileView(profile, recipe.fields, f"recipe {name!r}", "add it to register(..., fields=...)")
-        meta = recipe.build(tmp, view, deps)
+        view = ProfileView(profile, recipe.fields, f"recipe {name!r}", "add it to the Recipe's fields")
+        meta = recipe.build(Job(name, tmp, view, deps, checkpoint_dir))
         meta.update(name=name, profile=profile.name, key=key(name, profile),
                     build_seconds=round(time.time() - t0, 1))
         (tmp / META).write_text(json.dumps(meta, indent=1))
@@ -191,6 +209,7 @@ def _build(name: str, profile: Profile, final: Path) -> None:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the saved entry supersedes it
     print(f"[alignlab] built '{name}' in {time.time() - t0:.0f} s")
 
 
@@ -207,11 +226,6 @@ def get(name: str, profile: str | Profile | ProfileView | None = None, rebuild: 
             _set_aside(final, problem)
         _build(name, prof, final)
     return Entry(name, prof.name, final)
-
-
-def partial_dir(name: str, profile: Profile | ProfileView) -> Path:
-    """Where an in-progress build keeps its training checkpoint (survives an interrupt)."""
-    return home() / "zoo" / profile.name / ".partial" / f"{name}-{key(name, profile)}"
 
 
 def cached_run(name: str, config: dict, fn: Callable[[], dict], profile: str | None = None) -> dict:
@@ -251,5 +265,3 @@ def clean(profile: str | None = None) -> int:
             n += 1
     return n
 
-
-from . import recipes  # noqa: E402,F401  (registers tokenizer, base, sft, …)

@@ -31,11 +31,11 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["ppo", "ppo_no_ptx"])
     args = parser.parse_args()
     import torch
-    from alignlab import profiles, recipes, zoo
+    from alignlab import evaluate, profiles, recipes, zoo
     if not 1 <= args.seeds <= recipes.PPO_SEEDS:
         parser.error(f"--seeds must be between 1 and {recipes.PPO_SEEDS}")
     missing = [recipes.seed_name(v, s) for v in args.variants for s in range(args.seeds)
-               if recipes.seed_name(v, s) not in zoo.RECIPES]
+               if recipes.seed_name(v, s) not in zoo.registry()]
     if missing:
         parser.error(f"no zoo recipe for {missing}: seeds 1+ exist for ppo and ppo_no_ptx only")
     profile = profiles.get_profile(args.profile)
@@ -47,7 +47,7 @@ def main() -> None:
         for seed in range(args.seeds):
             name = recipes.seed_name(variant, seed)
             with contextlib.redirect_stdout(sys.stderr):  # build messages; stdout carries only JSON
-                r = recipes.entry_report(name, sft, tok, profile)
+                r = evaluate.entry_report(name, sft, tok, profile)
             gains.append(r["gain"])
             print(json.dumps({"bench": "ppo_seeds", "run": name, "seed": seed, "profile": profile.name,
                               "gain": round(r["gain"], 4), "gain_se": round(r["gain_se"], 4),

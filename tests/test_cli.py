@@ -36,6 +36,16 @@ def test_clean_needs_confirmation(alignlab_home, tiny_profile, capsys):
     assert cli.main(["zoo", "clean", "--yes"]) == 0 and not entry.path.exists() and not zoo.entries()
 
 
+def test_list_all_names_every_entry_with_its_chapter(alignlab_home, capsys):
+    assert cli.main(["zoo", "list", "--all", "--profile", "ci"]) == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()[1:-1]}
+    assert list(rows) == list(zoo.registry())  # every registrable name, in the chapters' order
+    assert rows["sft"] == ["01_sft_as_kl", "yes"] and rows["ppo_beta0.02"] == ["03_ppo_kl", "yes"]
+    assert rows["ppo_beta0.01"] == ["03_ppo_kl", "no"] and rows["kto"] == ["04_dpo", "yes"]  # gpu's β, not ci's
+    assert [n for n, (_, built) in rows.items() if built == "yes"] == zoo.names("ci")
+    assert not (alignlab_home / "zoo").exists()  # listing builds nothing
+
+
 @pytest.mark.parametrize("argv", [["zoo", "build", "nonexistent", "--profile", "ci"],
                                   ["zoo", "build", "--profile", "ci", "nonexistent"]])
 def test_unknown_entry_is_a_clear_error(alignlab_home, capsys, argv):

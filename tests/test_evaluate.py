@@ -69,21 +69,21 @@ def test_gold_eval_runs_end_to_end(model, tok, tiny_profile):
     assert len(card.splitlines()) == 3 and "tiny" in card
 
 
-def test_sequence_kl_to_itself_is_zero(model, tok, tiny_profile):
+def test_rollout_kl_to_itself_is_zero(model, tok, tiny_profile):
     prompts = world.eval_prompts(n=5)
     ro = evaluate.sample(model, tok, prompts, 2, profile=tiny_profile)
-    kl = evaluate.sequence_kl(model, model, tok, ro)
+    kl = evaluate.rollout_kl(model, model, tok, ro)
     assert kl.shape == (10,) and kl.abs().max() == 0
     assert evaluate.kl_to_ref(model, model, tok, prompts, 2, profile=tiny_profile) == (0.0, 0.0)
 
 
-def test_sequence_kl_is_the_log_ratio_summed_over_the_response(model, tok):
+def test_rollout_kl_is_the_log_ratio_summed_over_the_response(model, tok):
     from conftest import TINY
     ref = models.build_model(TINY, tok, seed=1).eval()
     ro = rollout.generate(model, tok, world.eval_prompts(n=4), max_new_tokens=6)
     ref_lp, _ = rollout.sequence_logprobs(ref, tok, ro.prompts, response_ids=ro.tokens, mask=ro.mask)
     expected = ((ro.logprobs - ref_lp) * ro.mask).sum(-1)
-    assert torch.allclose(evaluate.sequence_kl(model, ref, tok, ro), expected, atol=1e-4)
+    assert torch.allclose(evaluate.rollout_kl(model, ref, tok, ro), expected, atol=1e-4)
 
 
 def test_best_of_n_gold(model, tok, tiny_profile):

@@ -202,7 +202,7 @@ def test_zoo_ppo_entries_train_save_and_log_held_out_gold(alignlab_home, tiny_pr
     policy, tok = entry.load(device="cpu")
     sft, _ = zoo.get("sft", prof).load(device="cpu")
     assert any(not torch.equal(a, b) for a, b in zip(policy.parameters(), sft.parameters()))
-    assert all(recipes.ppo_beta_name(b) in zoo.RECIPES for b in prof.ppo_betas)
+    assert all(recipes.ppo_beta_name(b) in zoo.registry() for b in prof.ppo_betas)
     assert history[-1]["beta"] != prof.ppo_beta  # the main run adapts β toward its target KL
     assert entry.meta["ppo"]["ptx_coef"] == prof.ppo_ptx_coef > 0  # the main run is PPO-ptx
 

@@ -110,37 +110,54 @@ def test_missing_manifest_is_damaged(alignlab_home, tiny_profile, capsys):
     assert capsys.readouterr().out.count("building 'tokenizer'") == 2
 
 
-def _earlier_copies(path, now):
-    """Copies set aside earlier that carry the timestamps this second's set-aside could pick."""
-    made = []
-    for t in range(now - 1, now + 10):
-        p = path.with_name(f"{path.name}.corrupt-{t}")
-        if path.suffix == ".json":
-            p.write_text(f"earlier {t}")
-        else:
-            p.mkdir()
-            (p / "earlier").write_text(str(t))
-        made.append(p)
-    return made
-
-
-def test_damage_twice_in_a_second_keeps_every_copy(alignlab_home, tiny_profile):
-    """Setting aside must never overwrite (or fail on) a copy set aside a moment earlier."""
-    import time
+def test_damage_twice_keeps_every_copy(alignlab_home, tiny_profile):
+    """A damaged entry or cached run is set aside beside the earlier copies, never over them."""
     entry = zoo.get("tokenizer", tiny_profile)
-    earlier = _earlier_copies(entry.path, int(time.time()))
-    (entry.path / zoo.MANIFEST).unlink()
-    assert zoo.verify(zoo.get("tokenizer", tiny_profile).path) is None
-    assert all((p / "earlier").exists() for p in earlier)
-    assert len(list(entry.path.parent.glob(entry.path.name + ".corrupt-*"))) == len(earlier) + 1
+    for _ in range(2):
+        (entry.path / zoo.MANIFEST).unlink()
+        assert zoo.verify(zoo.get("tokenizer", tiny_profile).path) is None
+    assert len(list(entry.path.parent.glob(entry.path.name + ".corrupt-*"))) == 2
 
     zoo.cached_run("exp", {}, lambda: {"x": 1}, "ci")
     (run,) = (alignlab_home / "runs" / "ci").glob("exp-*.json")
-    earlier = _earlier_copies(run, int(time.time()))
-    run.write_text("{broken")
-    assert zoo.cached_run("exp", {}, lambda: {"x": 2}, "ci") == {"x": 2}
-    assert all(p.read_text() == f"earlier {p.name.rsplit('-', 1)[1]}" for p in earlier)
-    assert len(list(run.parent.glob(run.name + ".corrupt-*"))) == len(earlier) + 1
+    for x in (2, 3):
+        run.write_text(f"{{broken {x}")
+        assert zoo.cached_run("exp", {}, lambda: {"x": x}, "ci") == {"x": x}
+    aside = sorted(p.read_text() for p in run.parent.glob(run.stem + ".corrupt-*.json"))
+    assert aside == ["{broken 2", "{broken 3"]
+
+
+def test_set_aside_in_the_same_second_never_overwrites(tmp_path, monkeypatch):
+    """cache.set_aside, the one helper the zoo, the quiz and the trainers use: a file keeps its
+    extension, a folder its whole name, and two copies from the same second both survive."""
+    from datetime import datetime
+
+    from alignlab import cache
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2025, 1, 1, tzinfo=tz)
+    monkeypatch.setattr(cache, "datetime", Frozen)
+    f, d = tmp_path / "progress.json", tmp_path / "base-0123abcd.1"
+    for i in range(3):
+        f.write_text(str(i))
+        d.mkdir()
+        assert cache.set_aside(f).name.startswith("progress.corrupt-20250101T000000-") and not f.exists()
+        assert cache.set_aside(d).name.startswith("base-0123abcd.1.corrupt-20250101T000000-")
+    assert sorted(p.read_text() for p in tmp_path.glob("progress.corrupt-*.json")) == ["0", "1", "2"]
+    assert len(list(tmp_path.glob("base-0123abcd.1.corrupt-*"))) == 3
+
+
+def test_write_atomic_leaves_the_old_file_when_a_write_fails(tmp_path):
+    from alignlab import cache
+    path = tmp_path / "state.json"
+    cache.write_atomic(path, "old")
+    with pytest.raises(RuntimeError), cache.replacing(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    cache.write_atomic(tmp_path / "other.json", "new")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["other.json", "state.json"]
 
 
 def test_rebuild_requested(alignlab_home, tiny_profile, capsys):
@@ -232,14 +249,38 @@ def test_key_hashes_only_the_fields_a_recipe_reads(tiny_profile):
 
 
 def test_recipe_cannot_read_an_undeclared_field(alignlab_home, tiny_profile):
-    @zoo.register("sneaky", fields=("sft_lr",))
-    def build(out, profile, deps):
-        return {"steps": profile.pretrain_steps}
+    zoo.register(zoo.Recipe("sneaky", lambda job: {"steps": job.profile.pretrain_steps}, fields=("sft_lr",)))
     try:
-        with pytest.raises(AttributeError, match="declares only.*add it to register"):
+        with pytest.raises(AttributeError, match="declares only.*add it to the Recipe's fields"):
             zoo.get("sneaky", tiny_profile)
     finally:
-        del zoo.RECIPES["sneaky"]
+        del zoo.registry()["sneaky"]
+
+
+def test_the_zoo_owns_the_checkpoint_folder(alignlab_home, tiny_profile):
+    """The zoo hands each build a checkpoint folder: a build that raises leaves it (and what it
+    saved there) for the next `get` to resume from; a build that succeeds has it removed."""
+    handed = []
+
+    def build(job: zoo.Job) -> dict:
+        handed.append(job.checkpoint_dir)
+        assert job.checkpoint_dir.is_dir() and job.name == "lifecycle"
+        if len(handed) == 1:
+            (job.checkpoint_dir / "state.pt").write_text("step 3")
+            raise KeyboardInterrupt("the student closed the notebook")
+        (job.out / "weights").write_text((job.checkpoint_dir / "state.pt").read_text())  # resumed
+        return {}
+    zoo.register(zoo.Recipe("lifecycle", build))
+    folder = zoo.partial_dir("lifecycle", tiny_profile)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            zoo.get("lifecycle", tiny_profile)
+        assert (folder / "state.pt").exists() and not zoo.entry_path("lifecycle", tiny_profile).exists()
+        entry = zoo.get("lifecycle", tiny_profile)
+        assert handed == [folder, folder] and (entry.path / "weights").read_text() == "step 3"
+        assert not folder.exists()
+    finally:
+        del zoo.registry()["lifecycle"]
 
 
 def test_nothing_reaches_behind_a_profile_view():
@@ -256,3 +297,38 @@ def test_names_lists_only_what_a_profile_uses():
     ci, gpu = profiles.get_profile("ci"), profiles.get_profile("gpu")
     assert {"tokenizer", "base", "sft", "rm", "ppo"} <= set(zoo.names(ci))
     assert "ppo_beta0.01" in zoo.names(gpu) and "ppo_beta0.01" not in zoo.names(ci)
+
+
+def _expected_names() -> set[str]:
+    """What the recipes registered before they became tables: the names computed from the union of
+    the profiles' sweeps. A profile that sweeps a new β fails here until its row is written out."""
+    from alignlab import recipes
+    every = profiles.PROFILES.values()
+    names = {"tokenizer", "base", "sft", "rm_data", "rm", "rm_length_biased", "rm_noiseless",
+             "ppo_ptx_only", "ppo_length_biased", *recipes.FAMILY}
+    names |= {recipes.seed_name(v, s) for v in ("ppo", "ppo_no_ptx") for s in range(recipes.PPO_SEEDS)}
+    names |= {recipes.ppo_beta_name(b) for p in every for b in p.ppo_betas}
+    names |= {recipes.dpo_beta_name(b) for p in every for b in p.dpo_betas}
+    return names | {n for s in range(max(p.dpo_seeds for p in every)) for n in recipes.pair_choice_names(s).values()}
+
+
+def test_the_tables_hold_every_run_once():
+    from alignlab import recipes
+    names = [r.name for r in recipes.RUNS]
+    assert len(names) == len(set(names)) == len(zoo.registry())
+    assert set(names) == _expected_names()
+
+
+def test_every_entry_name_is_written_out_in_its_chapter_module():
+    """`grep -rn '"ppo_beta0.02"' alignlab/` finds the row that builds it."""
+    from alignlab import recipes
+    modules = {m.CHAPTER: Path(m.__file__).read_text() for m in recipes.CHAPTERS}
+    root = Path(__file__).resolve().parents[1]
+    for r in recipes.RUNS:
+        assert f'"{r.name}"' in modules[r.chapter], r.name
+        assert (root / "chapters" / f"{r.chapter}.ipynb").exists(), r.chapter
+
+
+def test_the_registry_marks_each_row_with_its_chapter():
+    from alignlab import recipes
+    assert zoo.registry()["sft"].chapter == recipes.pretraining.CHAPTER

@@ -19,7 +19,7 @@ import yaml
 
 from alignlab.quiz.bank import BANK_DIR, FORMAT, TYPES, QuizError, digest, encode, normalise
 from alignlab.quiz.check import option_code
-from alignlab.zoo import write_atomic
+from alignlab.cache import write_atomic
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "quizzes"
 

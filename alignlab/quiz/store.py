@@ -1,28 +1,26 @@
 """Quiz progress: every attempt and each chapter's score, in one JSON file under ALIGNLAB_HOME.
 
 Widget state dies with the notebook's kernel, so the kernel writes each attempt to
-`$ALIGNLAB_HOME/quiz_progress.json` at once: atomically (a temporary file, then `os.replace`) and
-under a file lock (two notebooks may answer at the same moment). A file that cannot be read is
-never overwritten: it is renamed `quiz_progress.corrupt-<time>.json`, a fresh one is started and
-the student is told where the old one went.
+`$ALIGNLAB_HOME/quiz_progress.json` at once: atomically (`cache.write_atomic`) and under a file
+lock (two notebooks may answer at the same moment). A file that cannot be read is never
+overwritten: it is set aside as `quiz_progress.corrupt-<time>-<random>.json` (`cache.set_aside`), a
+fresh one is started and the student is told where the old one went.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from filelock import FileLock
 
-from alignlab import zoo
+from alignlab import cache
 
 VERSION = 1
 
 
 def path() -> Path:
-    return zoo.home() / "quiz_progress.json"
+    return cache.home() / "quiz_progress.json"
 
 
 def _empty() -> dict:
@@ -37,9 +35,7 @@ def _valid(data) -> bool:
 
 
 def _set_aside(p: Path, why: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    aside = p.with_name(f"quiz_progress.corrupt-{stamp}-{os.getpid()}.json")
-    p.replace(aside)
+    aside = cache.set_aside(p)
     return (f"Your quiz progress file could not be read ({why}). It was kept as {aside.name} "
             f"in {aside.parent}, and a fresh progress file was started.")
 
@@ -64,7 +60,7 @@ def load(notices: list[str] | None = None) -> dict:
 
 def _write(data: dict) -> None:
     path().parent.mkdir(parents=True, exist_ok=True)
-    zoo.write_atomic(path(), json.dumps(data, indent=1, ensure_ascii=False))
+    cache.write_atomic(path(), json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def record(chapter: str, qid: str, n_questions: int, answer, correct: bool,

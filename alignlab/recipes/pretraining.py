@@ -1,0 +1,63 @@
+"""Chapter 1's entries: world → tokenizer → base (pretraining) → sft.
+
+Each build takes the zoo's `Job` (where to save, the profile's declared fields, the entries it
+depends on, a checkpoint folder) and returns what it records in the entry's meta.json. Bump a
+row's `version` when you change what its build makes.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import models, train, world
+from ..zoo import Job, Recipe
+
+CHAPTER = "01_sft_as_kl"
+VOCAB_SIZE = 1024
+
+
+def tokenizer(job: Job) -> dict:
+    tok = models.train_tokenizer(world.pretraining_corpus(job.profile.corpus_dialogs), VOCAB_SIZE)
+    tok.save_pretrained(job.out)
+    return {"vocab_size": len(tok)}
+
+
+def train_lm(job: Job, model, tok, batch_fn, config: train.TrainConfig) -> dict:
+    """Next-token training (resumable from `config.checkpoint_dir`), then save in HF format."""
+    history = train.train(model, batch_fn, train.lm_loss, config)
+    models.save(model, tok, job.out)
+    return {"history": history, "n_params": models.n_params(model), "train": vars(config)}
+
+
+def base(job: Job) -> dict:
+    profile, tok = job.profile, job.deps["tokenizer"].tokenizer()
+    rows = train.pack(tok, world.pretraining_corpus(profile.corpus_dialogs), profile.model.max_length)
+    model = models.build_model(profile.model, tok).to(models.pick_device())
+    config = train.TrainConfig(steps=profile.pretrain_steps, lr=profile.pretrain_lr,
+                               desc=f"pretrain base ({profile.name})",
+                               checkpoint_every=max(1, profile.pretrain_steps // 6),
+                               checkpoint_dir=str(job.checkpoint_dir))
+    meta = train_lm(job, model, tok, train.packed_batches(rows, profile.pretrain_batch), config)
+    return meta | {"corpus_rows": len(rows)}
+
+
+def sft(job: Job) -> dict:
+    profile = job.profile
+    model, tok = job.deps["base"].load(dtype=torch.float32)  # fp32 master weights; autocast does bf16
+    pairs = world.sft_demonstrations(profile.sft_demos)
+    steps = max(1, profile.sft_epochs * len(pairs) // profile.sft_batch)
+    config = train.TrainConfig(steps=steps, lr=profile.sft_lr, warmup_steps=max(1, steps // 10),
+                               desc=f"SFT ({profile.name})", checkpoint_every=max(1, steps // 3),
+                               checkpoint_dir=str(job.checkpoint_dir))
+    batches = train.sft_batches(tok, pairs, profile.sft_batch, profile.model.max_length)
+    return train_lm(job, model, tok, batches, config) | {"demos": len(pairs)}
+
+
+RUNS = [
+    Recipe("tokenizer", tokenizer, fields=("corpus_dialogs",),
+           why="byte-level BPE trained on the world's corpus"),
+    Recipe("base", base, deps=("tokenizer",),
+           fields=("model", "corpus_dialogs", "pretrain_steps", "pretrain_batch", "pretrain_lr"),
+           why="pretraining on the world's corpus: capable but uncontrolled"),
+    Recipe("sft", sft, deps=("base",), fields=("model", "sft_demos", "sft_epochs", "sft_batch", "sft_lr"),
+           why="supervised fine-tuning on the world's few demonstrations"),
+]
