@@ -1,6 +1,6 @@
 """The one evaluation protocol every chapter uses, so numbers compare across chapters.
 
-- a fixed held-out prompt set per profile (`eval_set`), `eval_samples_per_prompt` samples each;
+- a fixed held-out prompt set per profile (`eval_set`), `eval.samples_per_prompt` samples each;
 - fixed decoding: temperature 1, no top-p, `max_new_tokens` of the profile;
 - mean gold reward ± standard error, per family, and rates of named bad behaviours;
 - the same seed for every policy: common random numbers make differences less noisy;
@@ -19,17 +19,17 @@ from .profiles import Profile, ProfileView, read, resolve
 from .rollout import Rollout, generate, sequence_kl, sequence_logprobs
 
 PROTOCOL_VERSION = "1"
-EVAL_FIELDS = ("eval_prompts_per_family", "eval_samples_per_prompt", "max_new_tokens", "gen_batch")
+EVAL_FIELDS = ("eval.prompts_per_family", "eval.samples_per_prompt", "sampling.max_new_tokens", "sampling.batch")
 """The profile fields the protocol reads (`gold_eval`, `kl_to_ref` on the default prompts): the
 cached evaluations key on them, and read the profile through a view of only these."""
-HEADROOM_FIELDS = ("headroom_prompts_per_family", "best_of_n", "max_new_tokens", "gen_batch")
+HEADROOM_FIELDS = ("eval.headroom_prompts_per_family", "eval.best_of_n", "sampling.max_new_tokens", "sampling.batch")
 """The profile fields `headroom`'s best-of-N run reads."""
 
 
 def eval_set(profile: Profile | ProfileView | str | None = None) -> list[str]:
     """The held-out prompts of the protocol: round-robin over families."""
     prof = resolve(profile)
-    return world.eval_prompts(n=prof.eval_prompts_per_family * len(world.FAMILIES), seed=0)
+    return world.eval_prompts(n=prof.eval.prompts_per_family * len(world.FAMILIES), seed=0)
 
 
 def mean_se(x) -> tuple[float, float]:
@@ -118,10 +118,10 @@ def sample(model, tokenizer, prompts: list[str] | None = None, samples_per_promp
     """The protocol's samples: each prompt repeated samples_per_prompt times, one seed."""
     prof = resolve(profile)
     prompts = eval_set(prof) if prompts is None else prompts
-    k = samples_per_prompt or prof.eval_samples_per_prompt
+    k = samples_per_prompt or prof.eval.samples_per_prompt
     return generate(model, tokenizer, [p for p in prompts for _ in range(k)],
-                    max_new_tokens=max_new_tokens or prof.max_new_tokens, temperature=temperature,
-                    top_p=top_p, seed=seed, batch_size=prof.gen_batch)
+                    max_new_tokens=max_new_tokens or prof.sampling.max_new_tokens, temperature=temperature,
+                    top_p=top_p, seed=seed, batch_size=prof.sampling.batch)
 
 
 def gold_eval(model, tokenizer, prompts: list[str] | None = None, samples_per_prompt: int | None = None,
@@ -212,7 +212,7 @@ def evaluate_entry(name: str, profile: Profile | ProfileView | str | None = None
 def headroom(base: str = "base", policy: str = "sft", profile: Profile | ProfileView | str | None = None,
              seed: int = 0) -> dict[str, dict]:
     """Per family: base and policy mean gold reward (the protocol), the policy's best-of-N mean
-    by the gold reward on `headroom_prompts_per_family` prompts, and the fraction of the way
+    by the gold reward on `eval.headroom_prompts_per_family` prompts, and the fraction of the way
     from base to best-of-N the policy closed: (policy − base) / (best-of-N − base)."""
     base_f = evaluate_entry(base, profile, seed).by_family()
     pol_f = evaluate_entry(policy, profile, seed).by_family()
@@ -223,15 +223,15 @@ def headroom(base: str = "base", policy: str = "sft", profile: Profile | Profile
         model, tok = entry.load()
         out = {}
         for fam in world.FAMILIES:
-            prompts = world.eval_prompts(fam, n=prof.headroom_prompts_per_family, seed=seed)
-            bon = best_of_n_gold(model, tok, prompts, prof.best_of_n, seed, profile=prof)
+            prompts = world.eval_prompts(fam, n=prof.eval.headroom_prompts_per_family, seed=seed)
+            bon = best_of_n_gold(model, tok, prompts, prof.eval.best_of_n, seed, profile=prof)
             out[fam] = float(bon["best"].mean())
         return out
     best = zoo.cached_run(f"best-of-n-{policy}", cache_config(entry, prof, HEADROOM_FIELDS, seed), run, prof.name)
     rows = {}
     for fam in world.FAMILIES:
         b, p, bon = base_f[fam][0], pol_f[fam][0], best[fam]
-        rows[fam] = {"base": b, "policy": p, "best_of_n": bon, "n": prof.best_of_n,
+        rows[fam] = {"base": b, "policy": p, "best_of_n": bon, "n": prof.eval.best_of_n,
                      "closed": (p - b) / (bon - b) if bon != b else math.nan}
     return rows
 

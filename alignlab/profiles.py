@@ -4,6 +4,12 @@
 chapter in 10-15 minutes), `gpu` is one GPU (each chapter in about two minutes). A chapter asks
 `get_profile()` for its sizes and never hard-codes them, so the same notebook runs everywhere.
 
+A profile holds one small section per stage of the book (`profile.pretrain.steps`,
+`profile.rm.epochs`, `profile.ppo.beta`, …) and named model sizes: `policy`, the model every
+chapter trains, and a `ladder` of sizes (`small`, `policy`, `large`) that chapters 8-9 train with
+the same recipes (`zoo.get("sft@small")`). A new chapter adds a section of its own, so its settings
+never enter the cache keys of earlier chapters' checkpoints.
+
 Chosen by the environment variable ALIGNLAB_PROFILE, else `gpu` when CUDA is present, else `cpu`.
 """
 from __future__ import annotations
@@ -15,122 +21,210 @@ from dataclasses import dataclass, field
 PROFILE_ENV = "ALIGNLAB_PROFILE"
 
 
+def _help(text: str, default=dataclasses.MISSING, **kw):
+    """A dataclass field with its help string (TRL's convention)."""
+    return field(default=default, metadata={"help": text}, **kw)
+
+
 @dataclass(frozen=True)
 class ModelSize:
     """Shape of a tiny Llama-style decoder (see `alignlab.models.build_model`)."""
 
-    hidden_size: int = field(metadata={"help": "Width of the residual stream."})
-    num_layers: int = field(metadata={"help": "Number of transformer blocks."})
-    num_heads: int = field(metadata={"help": "Attention heads (also key/value heads)."})
-    intermediate_size: int = field(metadata={"help": "Width of the SwiGLU MLP."})
-    max_length: int = field(default=160, metadata={"help": "Context length in tokens."})
+    hidden_size: int = _help("Width of the residual stream.")
+    num_layers: int = _help("Number of transformer blocks.")
+    num_heads: int = _help("Attention heads (also key/value heads).")
+    intermediate_size: int = _help("Width of the SwiGLU MLP.")
+    max_length: int = _help("Context length in tokens.", 160)
+
+    def n_params(self, vocab_size: int) -> int:
+        """Parameters of `build_model` at this size: tied embedding, attention, SwiGLU, RMSNorms."""
+        h, i = self.hidden_size, self.intermediate_size
+        per_layer = 4 * h * h + 3 * h * i + 2 * h
+        return vocab_size * h + self.num_layers * per_layer + h
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """Chapter 1: the world's corpus and the base model's pretraining."""
+
+    corpus_dialogs: int = _help("Dialogs in the pretraining corpus.")
+    steps: int = _help("Optimizer steps of pretraining.")
+    batch: int = _help("Packed sequences per pretraining step.")
+    lr: float = _help("Peak learning rate of pretraining.")
+
+
+@dataclass(frozen=True)
+class SFT:
+    """Chapter 1: supervised fine-tuning on the world's demonstrations."""
+
+    demos: int = _help("SFT demonstrations (few, partial coverage).")
+    epochs: int = _help("Passes over the demonstrations.")
+    batch: int = _help("Demonstrations per SFT step.")
+    lr: float = _help("Peak learning rate of SFT.")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How every chapter samples responses (rollouts, comparisons, evaluation)."""
+
+    max_new_tokens: int = _help("Response length cap.", 64)
+    batch: int = _help("Sequences per generation batch.", 256)
+
+
+@dataclass(frozen=True)
+class Eval:
+    """The evaluation protocol every chapter shares (`alignlab.evaluate`)."""
+
+    prompts_per_family: int = _help("Held-out prompts per family.")
+    samples_per_prompt: int = _help("Samples per prompt when evaluating.")
+    best_of_n: int = _help("N for the best-of-N headroom measurement.")
+    headroom_prompts_per_family: int = _help("Prompts per family for best-of-N.")
+    labeler_pairs: int = _help("Comparisons used to measure labeler agreement (chapters 0 and 2).")
+
+
+@dataclass(frozen=True)
+class RM:
+    """Chapter 2: comparisons and reward models."""
+
+    prompts: int = _help("Training prompts with ranked responses for the reward model.", 600)
+    k: int = _help("Responses ranked per prompt (InstructGPT: 4-9).", 8)
+    eval_prompts: int = _help("Held-out prompts for reward-model accuracy.", 200)
+    epochs: int = _help("Passes over the ranked groups.", 2)
+    batch: int = _help("Prompts (groups of K responses) per reward-model step.", 8)
+    lr: float = _help("Peak learning rate of reward-model training.", 1e-3)
+    curve: tuple[int, ...] = _help("Comparison counts of the accuracy-vs-data curve.", (100, 300, 1000, 4000))
+    curve_seeds: int = _help("Reward models per point of that curve.", 2)
+
+
+@dataclass(frozen=True)
+class PPO:
+    """Chapter 3: PPO against the reward model."""
+
+    steps: int = _help("PPO iterations of a chapter-3 run.", 60)
+    batch: int = _help("Prompts per PPO rollout.", 64)
+    minibatch: int = _help("Sequences per PPO gradient step.", 16)
+    lr: float = _help("Learning rate of PPO (policy and value).", 1e-4)
+    beta: float = _help("KL coefficient of the main PPO runs.", 0.05)
+    target_kl: float = _help("Sequence KL (nats) the main PPO run's adaptive β aims at.", 2.0)
+    betas: tuple[float, ...] = _help("Fixed-β sweep of chapter 3.", (0.02, 0.2))
+    sweep_steps: int = _help("PPO iterations of each β-sweep run.", 40)
+    eval_every: int = _help("Held-out gold evaluation every this many iterations.", 10)
+    kl_horizon: int = _help(
+        "Adaptive β's horizon in PPO batches (Ziegler et al.): β moves by at most ±20% per this many "
+        "iterations, fast enough to catch a KL jump within a short run.", 3)
+    ptx_coef: float = _help(
+        "PPO-ptx (InstructGPT eq. 2): weight of the next-token loss on the SFT demonstrations mixed into "
+        "every update of chapter 3's main run and β sweep (the length-biased run stays plain PPO, to show "
+        "hacking at its clearest); 0 = plain PPO.", 1.0)
+
+
+@dataclass(frozen=True)
+class DPO:
+    """Chapter 4: DPO and its family."""
+
+    steps: int = _help("Optimizer steps of each chapter-4 preference run.", 150)
+    batch: int = _help("Preference pairs per step.", 16)
+    lr: float = _help("Learning rate of DPO and its family.", 1e-4)
+    betas: tuple[float, ...] = _help("DPO's β sweep (the frontier).", (0.03, 0.1, 0.3))
+    seeds: int = _help("Seeds of the DPO runs that compare far-apart and all pairs.", 3)
+    min_gap: int = _help("Train on pairs at least this many places apart in the labeler's ranking "
+                         "(its most reliable labels).", 4)
+
+
+SECTIONS = {"pretrain": Pretrain, "sft": SFT, "sampling": Sampling, "eval": Eval, "rm": RM, "ppo": PPO, "dpo": DPO}
+"""Section name → its settings class; a chapter adds its own here."""
 
 
 @dataclass(frozen=True)
 class Profile:
     """Every size and budget a chapter needs, for one kind of machine."""
 
-    name: str = field(metadata={"help": "`ci`, `cpu` or `gpu`."})
-    model: ModelSize = field(metadata={"help": "Policy / base model shape."})
-    corpus_dialogs: int = field(metadata={"help": "Dialogs in the pretraining corpus."})
-    pretrain_steps: int = field(metadata={"help": "Optimizer steps of pretraining."})
-    pretrain_batch: int = field(metadata={"help": "Packed sequences per pretraining step."})
-    pretrain_lr: float = field(metadata={"help": "Peak learning rate of pretraining."})
-    sft_demos: int = field(metadata={"help": "SFT demonstrations (few, partial coverage)."})
-    sft_epochs: int = field(metadata={"help": "Passes over the demonstrations."})
-    sft_batch: int = field(metadata={"help": "Demonstrations per SFT step."})
-    sft_lr: float = field(metadata={"help": "Peak learning rate of SFT."})
-    eval_prompts_per_family: int = field(metadata={"help": "Held-out prompts per family."})
-    eval_samples_per_prompt: int = field(metadata={"help": "Samples per prompt when evaluating."})
-    best_of_n: int = field(metadata={"help": "N for the best-of-N headroom measurement."})
-    headroom_prompts_per_family: int = field(metadata={"help": "Prompts per family for best-of-N."})
-    labeler_pairs: int = field(metadata={"help": "Comparisons used to measure labeler agreement."})
-    rm_prompts: int = field(default=600, metadata={"help": "Training prompts with ranked responses for the reward model."})
-    rm_k: int = field(default=8, metadata={"help": "Responses ranked per prompt (InstructGPT: 4-9)."})
-    rm_eval_prompts: int = field(default=200, metadata={"help": "Held-out prompts for reward-model accuracy."})
-    rm_epochs: int = field(default=2, metadata={"help": "Passes over the ranked groups."})
-    rm_batch: int = field(default=8, metadata={"help": "Prompts (groups of K responses) per reward-model step."})
-    rm_lr: float = field(default=1e-3, metadata={"help": "Peak learning rate of reward-model training."})
-    rm_curve: tuple[int, ...] = field(default=(100, 300, 1000, 4000),
-                                      metadata={"help": "Comparison counts of the accuracy-vs-data curve."})
-    rm_curve_seeds: int = field(default=2, metadata={"help": "Reward models per point of that curve."})
-    ppo_steps: int = field(default=60, metadata={"help": "PPO iterations of a chapter-3 run."})
-    ppo_batch: int = field(default=64, metadata={"help": "Prompts per PPO rollout."})
-    ppo_minibatch: int = field(default=16, metadata={"help": "Sequences per PPO gradient step."})
-    ppo_lr: float = field(default=1e-4, metadata={"help": "Learning rate of PPO (policy and value)."})
-    ppo_beta: float = field(default=0.05, metadata={"help": "KL coefficient of the main PPO runs."})
-    ppo_target_kl: float = field(default=2.0, metadata={"help": "Sequence KL (nats) the main PPO run's adaptive β aims at."})
-    ppo_betas: tuple[float, ...] = field(default=(0.02, 0.2), metadata={"help": "Fixed-β sweep of chapter 3."})
-    ppo_sweep_steps: int = field(default=40, metadata={"help": "PPO iterations of each β-sweep run."})
-    ppo_eval_every: int = field(default=10, metadata={"help": "Held-out gold evaluation every this many iterations."})
-    ppo_kl_horizon: int = field(default=3, metadata={
-        "help": "Adaptive β's horizon in PPO batches (Ziegler et al.): β moves by at most ±20% per this "
-                "many iterations, fast enough to catch a KL jump within a short run."})
-    ppo_ptx_coef: float = field(default=1.0, metadata={
-        "help": "PPO-ptx (InstructGPT eq. 2): weight of the next-token loss on the SFT demonstrations mixed "
-                "into every update of chapter 3's main run and β sweep (the length-biased run stays plain PPO, "
-                "to show hacking at its clearest); 0 = plain PPO."})
-    dpo_steps: int = field(default=150, metadata={"help": "Optimizer steps of each chapter-4 preference run."})
-    dpo_batch: int = field(default=16, metadata={"help": "Preference pairs per step."})
-    dpo_lr: float = field(default=1e-4, metadata={"help": "Learning rate of DPO and its family."})
-    dpo_betas: tuple[float, ...] = field(default=(0.03, 0.1, 0.3), metadata={"help": "DPO's β sweep (the frontier)."})
-    dpo_seeds: int = field(default=3, metadata={
-        "help": "Seeds of the DPO runs that compare far-apart and all pairs."})
-    dpo_min_gap: int = field(default=4, metadata={
-        "help": "Train on pairs at least this many places apart in the labeler's ranking (its most reliable labels)."})
-    max_new_tokens: int = field(default=64, metadata={"help": "Response length cap."})
-    gen_batch: int = field(default=256, metadata={"help": "Sequences per generation batch."})
+    name: str = _help("`ci`, `cpu` or `gpu`.")
+    policy: ModelSize = _help("The model every chapter pretrains, fine-tunes and aligns.")
+    ladder: dict[str, ModelSize] = _help(
+        "Named sizes for chapters 8-9 (`zoo.get('sft@small')`): `small` (at most a quarter of the policy's "
+        "parameters in cpu, an eighth in gpu), `policy` itself, `large` above it.")
+    pretrain: Pretrain = _help("Chapter 1: corpus and pretraining.")
+    sft: SFT = _help("Chapter 1: supervised fine-tuning.")
+    sampling: Sampling = _help("How responses are sampled.")
+    eval: Eval = _help("The shared evaluation protocol.")
+    rm: RM = _help("Chapter 2: comparisons and reward models.")
+    ppo: PPO = _help("Chapter 3: PPO.")
+    dpo: DPO = _help("Chapter 4: DPO and its family.")
 
     def replace(self, **changes) -> "Profile":
-        """A copy with some fields changed (e.g. `profile.replace(pretrain_steps=10)`)."""
+        """A copy with some settings changed: a whole value (`policy=ModelSize(...)`) or, for a
+        section, only the named fields (`ppo={"steps": 10}`)."""
+        for section, value in list(changes.items()):
+            if section in SECTIONS and isinstance(value, dict):
+                changes[section] = dataclasses.replace(getattr(self, section), **value)
         return dataclasses.replace(self, **changes)
 
+    def size(self, rung: str) -> ModelSize:
+        """The model size named `rung` (`policy` or a rung of the ladder)."""
+        if rung == "policy":
+            return self.policy
+        if rung not in self.ladder:
+            raise KeyError(f"profile {self.name!r} has no model size {rung!r}; its sizes are {sorted(self.ladder)}")
+        return self.ladder[rung]
+
+    def at(self, rung: str) -> "Profile":
+        """This profile with the policy replaced by the size `rung`: what `name@rung` entries train."""
+        return self if rung == "policy" else self.replace(policy=self.size(rung))
+
+
+def _ladder(small: ModelSize, policy: ModelSize, large: ModelSize) -> dict[str, ModelSize]:
+    return {"small": small, "policy": policy, "large": large}
+
+
+_CI_POLICY = ModelSize(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=176)
+_CPU_POLICY = ModelSize(hidden_size=192, num_layers=4, num_heads=6, intermediate_size=512)
+_GPU_POLICY = ModelSize(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376)
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
-        name="ci",
-        model=ModelSize(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=176),
-        corpus_dialogs=6_000, pretrain_steps=150, pretrain_batch=16, pretrain_lr=3e-3,
-        sft_demos=300, sft_epochs=2, sft_batch=16, sft_lr=1e-3,
-        eval_prompts_per_family=8, eval_samples_per_prompt=2, best_of_n=8,
-        headroom_prompts_per_family=4, labeler_pairs=1000,
-        rm_prompts=150, rm_k=4, rm_eval_prompts=40, rm_epochs=2, rm_batch=8, rm_lr=1e-3,
-        rm_curve=(50, 300), rm_curve_seeds=2,
-        ppo_steps=4, ppo_batch=16, ppo_minibatch=8, ppo_lr=1e-4, ppo_beta=0.05, ppo_target_kl=1.0,
-        ppo_betas=(0.02, 0.2), ppo_sweep_steps=3, dpo_steps=6, dpo_batch=8, dpo_lr=1e-4, dpo_betas=(0.1, 0.3),
-        dpo_min_gap=2, dpo_seeds=2,
-        ppo_eval_every=2,
-        max_new_tokens=64, gen_batch=128,
+        name="ci", policy=_CI_POLICY,
+        ladder=_ladder(ModelSize(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=88), _CI_POLICY,
+                       ModelSize(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=256)),
+        pretrain=Pretrain(corpus_dialogs=6_000, steps=150, batch=16, lr=3e-3),
+        sft=SFT(demos=300, epochs=2, batch=16, lr=1e-3),
+        sampling=Sampling(max_new_tokens=64, batch=128),
+        eval=Eval(prompts_per_family=8, samples_per_prompt=2, best_of_n=8, headroom_prompts_per_family=4,
+                  labeler_pairs=1000),
+        rm=RM(prompts=150, k=4, eval_prompts=40, epochs=2, batch=8, lr=1e-3, curve=(50, 300), curve_seeds=2),
+        ppo=PPO(steps=4, batch=16, minibatch=8, lr=1e-4, beta=0.05, target_kl=1.0, betas=(0.02, 0.2),
+                sweep_steps=3, eval_every=2),
+        dpo=DPO(steps=6, batch=8, lr=1e-4, betas=(0.1, 0.3), min_gap=2, seeds=2),
     ),
     "cpu": Profile(
-        name="cpu",
-        model=ModelSize(hidden_size=192, num_layers=4, num_heads=6, intermediate_size=512),
-        corpus_dialogs=40_000, pretrain_steps=600, pretrain_batch=24, pretrain_lr=3e-3,
-        sft_demos=600, sft_epochs=3, sft_batch=16, sft_lr=5e-4,
-        eval_prompts_per_family=40, eval_samples_per_prompt=4, best_of_n=64,
-        headroom_prompts_per_family=12, labeler_pairs=3000,
-        rm_prompts=600, rm_k=8, rm_eval_prompts=200, rm_epochs=2, rm_batch=8, rm_lr=1e-3,
-        rm_curve=(100, 300, 1000, 4000), rm_curve_seeds=2,
-        ppo_steps=60, ppo_batch=64, ppo_minibatch=16, ppo_lr=1e-4, ppo_beta=0.05, ppo_target_kl=2.0,
-        ppo_betas=(0.02, 0.2), ppo_sweep_steps=30, dpo_steps=150, dpo_batch=16, dpo_lr=1e-4,
-        dpo_betas=(0.03, 0.1, 0.3),
-        ppo_eval_every=10,
-        max_new_tokens=64, gen_batch=256,
+        name="cpu", policy=_CPU_POLICY,
+        ladder=_ladder(ModelSize(hidden_size=96, num_layers=2, num_heads=3, intermediate_size=256), _CPU_POLICY,
+                       ModelSize(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=688)),
+        pretrain=Pretrain(corpus_dialogs=40_000, steps=600, batch=24, lr=3e-3),
+        sft=SFT(demos=600, epochs=3, batch=16, lr=5e-4),
+        sampling=Sampling(max_new_tokens=64, batch=256),
+        eval=Eval(prompts_per_family=40, samples_per_prompt=4, best_of_n=64, headroom_prompts_per_family=12,
+                  labeler_pairs=3000),
+        rm=RM(prompts=600, k=8, eval_prompts=200, epochs=2, batch=8, lr=1e-3, curve=(100, 300, 1000, 4000),
+              curve_seeds=2),
+        ppo=PPO(steps=60, batch=64, minibatch=16, lr=1e-4, beta=0.05, target_kl=2.0, betas=(0.02, 0.2),
+                sweep_steps=30, eval_every=10),
+        dpo=DPO(steps=150, batch=16, lr=1e-4, betas=(0.03, 0.1, 0.3)),
     ),
     "gpu": Profile(
-        name="gpu",
-        model=ModelSize(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1376),
-        corpus_dialogs=200_000, pretrain_steps=3000, pretrain_batch=64, pretrain_lr=1e-3,
-        sft_demos=1200, sft_epochs=3, sft_batch=32, sft_lr=2e-4,
-        eval_prompts_per_family=100, eval_samples_per_prompt=8, best_of_n=64,
-        headroom_prompts_per_family=40, labeler_pairs=10000,
-        rm_prompts=2000, rm_k=8, rm_eval_prompts=500, rm_epochs=1, rm_batch=16, rm_lr=1e-4,
-        rm_curve=(100, 300, 1000, 3000, 10000), rm_curve_seeds=3,
-        ppo_steps=200, ppo_batch=256, ppo_minibatch=64, ppo_lr=3e-5, ppo_beta=0.05, ppo_target_kl=4.0,
-        ppo_betas=(0.01, 0.05, 0.2), ppo_sweep_steps=100, dpo_steps=600, dpo_batch=32, dpo_lr=3e-5,
-        dpo_betas=(0.03, 0.1, 0.3),
-        ppo_eval_every=20,
-        max_new_tokens=64, gen_batch=512,
+        name="gpu", policy=_GPU_POLICY,
+        ladder=_ladder(ModelSize(hidden_size=160, num_layers=4, num_heads=5, intermediate_size=432), _GPU_POLICY,
+                       ModelSize(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=2048)),
+        pretrain=Pretrain(corpus_dialogs=200_000, steps=3000, batch=64, lr=1e-3),
+        sft=SFT(demos=1200, epochs=3, batch=32, lr=2e-4),
+        sampling=Sampling(max_new_tokens=64, batch=512),
+        eval=Eval(prompts_per_family=100, samples_per_prompt=8, best_of_n=64, headroom_prompts_per_family=40,
+                  labeler_pairs=10000),
+        rm=RM(prompts=2000, k=8, eval_prompts=500, epochs=1, batch=16, lr=1e-4,
+              curve=(100, 300, 1000, 3000, 10000), curve_seeds=3),
+        ppo=PPO(steps=200, batch=256, minibatch=64, lr=3e-5, beta=0.05, target_kl=4.0, betas=(0.01, 0.05, 0.2),
+                sweep_steps=100, eval_every=20),
+        dpo=DPO(steps=600, batch=32, lr=3e-5, betas=(0.03, 0.1, 0.3)),
     ),
 }
 
@@ -157,24 +251,32 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[name]
 
 
+# --- views: what a cached reader may read -------------------------------------------------------
+
+
 class ProfileView:
-    """The fields of a profile that one reader declared, and only those. Whatever caches its result
-    under a key (a zoo recipe, a cached evaluation) reads the profile through one of these, so it
-    cannot read a field its key does not cover: a change to that field would otherwise leave a
-    stale result silently reused. `name` is always readable."""
+    """The settings of a profile that one reader declared, and only those. Whatever caches its
+    result under a key (a zoo recipe, a cached evaluation) reads the profile through one of these,
+    so it cannot read a setting its key does not cover: a change to that setting would otherwise
+    leave a stale result silently reused. Settings are named by path: `ppo.steps` (one field),
+    `ppo` (a whole section), `policy`. `name` is always readable."""
 
-    def __init__(self, profile: "Profile | ProfileView", fields: tuple[str, ...] | None, reader: str,
-                 fix: str = "") -> None:
-        self._profile, self._fields, self._reader, self._fix = profile, fields, reader, fix
+    def __init__(self, profile, fields: tuple[str, ...] | None, reader: str, fix: str = "",
+                 prefix: str = "") -> None:
+        self._profile, self._fields, self._reader, self._fix, self._prefix = profile, fields, reader, fix, prefix
 
-    def __getattr__(self, field: str):
-        if field != "name" and self._fields is not None and field not in self._fields:
-            raise AttributeError(f"{self._reader} reads profile.{field} but declares only {self._fields}; "
-                                 f"{self._fix or 'declare it'} so the key covers it")
-        return getattr(self._profile, field)
+    def __getattr__(self, attr: str):
+        path = self._prefix + attr
+        value = getattr(self._profile, attr)
+        if (attr == "name" and not self._prefix) or self._fields is None or path in self._fields:
+            return value
+        if any(f.startswith(path + ".") for f in self._fields):  # part of a section: a narrower view
+            return ProfileView(value, self._fields, self._reader, self._fix, path + ".")
+        raise AttributeError(f"{self._reader} reads profile.{path} but declares only {self._fields}; "
+                             f"{self._fix or 'declare it'} so the key covers it")
 
     def __repr__(self) -> str:
-        return f"ProfileView({self.name!r}, fields={self._fields}, reader={self._reader!r})"
+        return f"ProfileView({self._prefix or 'profile'}, fields={self._fields}, reader={self._reader!r})"
 
 
 def resolve(profile: "Profile | ProfileView | str | None") -> "Profile | ProfileView":
@@ -184,7 +286,7 @@ def resolve(profile: "Profile | ProfileView | str | None") -> "Profile | Profile
 
 def whole(profile: "Profile | ProfileView | str | None") -> Profile:
     """The whole profile behind any views: only for hashing the keys of entries a reader depends
-    on (each entry's key covers its own fields), never for reading fields."""
+    on (each entry's key covers its own fields), never for reading settings."""
     profile = resolve(profile)
     while isinstance(profile, ProfileView):
         profile = profile._profile
@@ -192,16 +294,23 @@ def whole(profile: "Profile | ProfileView | str | None") -> Profile:
 
 
 def read(profile: "Profile | ProfileView", fields: tuple[str, ...]) -> dict:
-    """{field: value} of `fields`: the part of a cache key that covers what a reader reads."""
-    return {f: getattr(profile, f) for f in fields}
+    """{path: value} of settings named by path (`ppo.steps`, `policy`), as plain JSON-able values:
+    the part of a cache key that covers what a reader reads."""
+    out = {}
+    for path in fields:
+        value = profile
+        for attr in path.split("."):
+            value = getattr(value, attr)
+        out[path] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def describe() -> str:
     """A table of the profiles' main sizes, for the book's first chapter."""
     rows = ["profile  width layers  ctx  pretrain steps×batch  SFT demos  eval samples  best-of-N"]
     for p in PROFILES.values():
-        n_eval = p.eval_prompts_per_family * p.eval_samples_per_prompt
-        rows.append(f"{p.name:8} {p.model.hidden_size:5} {p.model.num_layers:6} {p.model.max_length:4} "
-                    f"{p.pretrain_steps:>11}×{p.pretrain_batch:<8} {p.sft_demos:9} "
-                    f"{n_eval:>9}/family {p.best_of_n:9}")
+        n_eval = p.eval.prompts_per_family * p.eval.samples_per_prompt
+        rows.append(f"{p.name:8} {p.policy.hidden_size:5} {p.policy.num_layers:6} {p.policy.max_length:4} "
+                    f"{p.pretrain.steps:>11}×{p.pretrain.batch:<8} {p.sft.demos:9} "
+                    f"{n_eval:>9}/family {p.eval.best_of_n:9}")
     return "\n".join(rows)

@@ -34,7 +34,7 @@ from typing import Callable
 from filelock import FileLock
 
 from .cache import home, set_aside, shown, write_atomic  # noqa: F401  (zoo.home, zoo.shown: chapter 0 prints them)
-from .profiles import Profile, ProfileView, resolve, whole
+from .profiles import Profile, ProfileView, read, resolve, whole
 
 MANIFEST = "MANIFEST.json"
 META = "meta.json"
@@ -90,11 +90,15 @@ class Recipe:
     version: str = "1"
     """Bump it when the build changes what it makes: the key changes and the entry is rebuilt."""
     fields: tuple[str, ...] | None = None
-    """The profile fields the build reads (its key hashes only these); None = all of them."""
+    """The profile settings the build reads, by path (`ppo.steps`, a whole section `ppo`, `policy`):
+    its key hashes only these; None = all of them."""
     why: str = ""
     """One line the zoo prints when it builds the entry."""
     used_by: Callable[[Profile], bool] | None = None
     """Whether a profile's chapters use the entry (`names`, `alignlab zoo build`); None = all."""
+    sized: bool = False
+    """Whether the entry can be built at any model size of the profile: `name@small` trains the
+    same recipe with the policy replaced by that rung of the ladder (and its sized deps at it too)."""
     chapter: str = ""
     """The chapter whose table holds the row (filled in by `alignlab.recipes`)."""
 
@@ -126,27 +130,45 @@ def names(profile: Profile | str | None = None) -> list[str]:
     return [n for n, r in registry().items() if r.used_by is None or r.used_by(prof)]
 
 
+def split(name: str) -> tuple[Recipe, str]:
+    """`sft@small` → (the `sft` recipe, "small"); a plain name is at the "policy" size."""
+    base, _, rung = name.partition("@")
+    recipes = registry()
+    if base not in recipes:
+        raise KeyError(f"No zoo entry named {base!r}; known entries: {sorted(recipes)}.")
+    if rung and not recipes[base].sized:
+        raise KeyError(f"zoo entry {base!r} has one size only; sized entries: "
+                       f"{sorted(n for n, r in recipes.items() if r.sized)}")
+    return recipes[base], rung or "policy"
+
+
+def _canonical(name: str, profile: Profile) -> tuple[Recipe, str, Profile, dict[str, str]]:
+    """(recipe, the entry's name, the profile it is built with, its deps' entry names): at the
+    policy size the plain name; at another rung `name@rung`, its sized deps at the same rung."""
+    recipe, rung = split(name)
+    profile.size(rung)  # an unknown rung fails here, naming the profile's sizes
+    at = (lambda n: n) if rung == "policy" else (lambda n: f"{n}@{rung}" if registry()[n].sized else n)
+    return recipe, at(recipe.name), profile.at(rung), {d: at(d) for d in recipe.deps}
+
+
 def key(name: str, profile: Profile | ProfileView) -> str:
     """Hash of everything that determines the entry's content."""
     from .world import WORLD_VERSION
-    recipes = registry()
-    if name not in recipes:
-        raise KeyError(f"No zoo entry named {name!r}; known entries: {sorted(recipes)}.")
-    recipe, profile = recipes[name], whole(profile)
-    fields = asdict(profile)
-    if recipe.fields is not None:
-        fields = {f: fields[f] for f in (*recipe.fields, "name")}
+    recipe, name, sized, deps = _canonical(name, whole(profile))
+    fields = read(sized, (*recipe.fields, "name")) if recipe.fields is not None else asdict(sized)
     spec = {"name": name, "recipe": recipe.version, "world": WORLD_VERSION,
-            "profile": fields, "deps": {d: key(d, profile) for d in recipe.deps}}
+            "profile": fields, "deps": {d: key(n, whole(profile)) for d, n in deps.items()}}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def entry_path(name: str, profile: Profile | ProfileView) -> Path:
+    name = _canonical(name, whole(profile))[1]
     return home() / "zoo" / profile.name / f"{name}-{key(name, profile)}"
 
 
 def partial_dir(name: str, profile: Profile | ProfileView) -> Path:
     """Where an in-progress build keeps its training checkpoint (survives an interrupt)."""
+    name = _canonical(name, whole(profile))[1]
     return home() / "zoo" / profile.name / ".partial" / f"{name}-{key(name, profile)}"
 
 
@@ -190,8 +212,8 @@ def _set_aside(path: Path, reason: str) -> None:
 def _build(name: str, profile: Profile, final: Path) -> None:
     """Build `name` into a temporary folder, then rename it to `final`; the training checkpoint
     folder outlives a failed build and is removed after a successful one."""
-    recipe = registry()[name]
-    deps = {d: get(d, profile) for d in recipe.deps}
+    recipe, name, sized, dep_names = _canonical(name, profile)
+    deps = {d: get(n, profile) for d, n in dep_names.items()}
     print(f"[alignlab] building '{name}' for the {profile.name} profile"
           f"{' — ' + recipe.why if recipe.why else ''} (cached afterwards in {shown(final.parent)})")
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
@@ -200,7 +222,7 @@ def _build(name: str, profile: Profile, final: Path) -> None:
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     try:
-        view = ProfileView(profile, recipe.fields, f"recipe {name!r}", "add it to the Recipe's fields")
+        view = ProfileView(sized, recipe.fields, f"recipe {recipe.name!r}", "add it to the Recipe's fields")
         meta = recipe.build(Job(name, tmp, view, deps, checkpoint_dir))
         meta.update(name=name, profile=profile.name, key=key(name, profile),
                     build_seconds=round(time.time() - t0, 1))
@@ -214,8 +236,10 @@ def _build(name: str, profile: Profile, final: Path) -> None:
 
 
 def get(name: str, profile: str | Profile | ProfileView | None = None, rebuild: bool = False) -> Entry:
-    """The entry `name` for `profile` (default: the active one), built first if needed."""
+    """The entry `name` for `profile` (default: the active one), built first if needed; `name@rung`
+    (e.g. `sft@small`) is a sized entry at another model size of the profile's ladder."""
     prof = whole(profile)  # a recipe may pass its view: each entry's key covers its own fields
+    name = _canonical(name, prof)[1]
     final = entry_path(name, prof)
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):

@@ -92,10 +92,10 @@ def measure(args) -> dict:
 
     from alignlab import models, profiles, world
     prof = profiles.get_profile(args.profile)
-    batch = args.batch or prof.dpo_batch
+    batch = args.batch or prof.dpo.batch
     pairs = world_pairs(max(200, batch * (args.steps + 2)))
     tok = models.train_tokenizer(world.pretraining_corpus(2000), 1024)
-    model = models.build_model(prof.model, tok, seed=0)
+    model = models.build_model(prof.policy, tok, seed=0)
     with tempfile.TemporaryDirectory() as d:
         models.save(model, tok, d)
         ours = bench_alignlab(d, pairs, batch, args.steps, args.warmup)
@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     p.add_argument("--profile", default=None, choices=["ci", "cpu", "gpu"])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--batch", type=int, default=None, help="pairs per step (default: profile.dpo_batch)")
+    p.add_argument("--batch", type=int, default=None, help="pairs per step (default: profile.dpo.batch)")
     args = p.parse_args(argv)
     with contextlib.redirect_stdout(sys.stderr):
         out = measure(args)

@@ -53,7 +53,7 @@ def main() -> None:
                               "gain": round(r["gain"], 4), "gain_se": round(r["gain_se"], 4),
                               "kl": round(r["kl"], 3), "kl_se": round(r["kl_se"], 3),
                               "gold_by_family": {f: round(m, 3) for f, (m, _, _) in r["by_family"].items()},
-                              "target_kl": profile.ppo_target_kl}), flush=True)
+                              "target_kl": profile.ppo.target_kl}), flush=True)
         print(json.dumps({"bench": "ppo_seeds", "variant": variant, "profile": profile.name, "seeds": args.seeds,
                           "gain_mean": round(statistics.mean(gains), 4),
                           "gain_sd": round(statistics.stdev(gains), 4) if len(gains) > 1 else None,

@@ -43,9 +43,9 @@ def main() -> None:
     import torch
     from alignlab import evaluate, models, profiles, reward, world, zoo
     profile = profiles.get_profile(args.profile)
-    overrides = {k: v for k, v in (("rm_epochs", args.rm_epochs), ("rm_prompts", args.rm_prompts),
-                                   ("pretrain_steps", args.pretrain_steps)) if v}
-    profile = profile.replace(**overrides)
+    rm = {k: v for k, v in (("epochs", args.rm_epochs), ("prompts", args.rm_prompts)) if v}
+    pretrain = {"steps": args.pretrain_steps} if args.pretrain_steps else {}
+    profile = profile.replace(rm=rm, pretrain=pretrain)
     with contextlib.redirect_stdout(sys.stderr):  # build messages; stdout carries only JSON
         entries = {name: zoo.get(name, profile) for name in ("base", "sft", "rm_data", "rm", "rm_noiseless")}
     data, labeler = reward.load_groups(entries["rm_data"].path), world.Labeler(seed=0)
@@ -55,8 +55,8 @@ def main() -> None:
     probes = evaluate.claim_probes(lms | {name: m for name, (m, _) in rms.items()}, tok)
     accs = {name: reward.pair_accuracy(m, tok, data["test"], labeler, seed=1) for name, (m, _) in rms.items()}
     device = next(iter(lms.values())).device
-    row = {"bench": "rm_gap", "profile": profile.name, "pretrain_steps": profile.pretrain_steps,
-           "rm_epochs": profile.rm_epochs, "rm_prompts": profile.rm_prompts,
+    row = {"bench": "rm_gap", "profile": profile.name, "pretrain_steps": profile.pretrain.steps,
+           "rm_epochs": profile.rm.epochs, "rm_prompts": profile.rm.prompts,
            "date": datetime.date.today().isoformat(),
            "device": torch.cuda.get_device_name(device) if device.type == "cuda"
            else f"cpu: {platform.machine()}, {torch.get_num_threads()} threads",

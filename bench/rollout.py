@@ -41,7 +41,7 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "H
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", default=None, choices=["ci", "cpu", "gpu"])
-    p.add_argument("--batch", type=int, default=None, help="sequences per batch (default: profile.gen_batch)")
+    p.add_argument("--batch", type=int, default=None, help="sequences per batch (default: profile.sampling.batch)")
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--steps", type=int, default=3, help="timed RL iterations per trainer")
     p.add_argument("--warmup", type=int, default=1)
@@ -158,13 +158,13 @@ def measure(args: argparse.Namespace) -> dict:
 
     from alignlab import models, profiles, world
     prof = profiles.get_profile(args.profile)
-    batch = args.batch or prof.gen_batch
+    batch = args.batch or prof.sampling.batch
     if args.zoo:
         from alignlab import zoo
         model, tok = zoo.get("sft", prof).load(dtype=torch.float32)
     else:
         tok = models.train_tokenizer(world.pretraining_corpus(2000), 1024)
-        model = models.build_model(prof.model, tok, seed=0).to(models.pick_device())
+        model = models.build_model(prof.policy, tok, seed=0).to(models.pick_device())
     model = model.to(models.pick_dtype(model.device)).eval()
     prompts = world.eval_prompts(n=batch)
     out = {"bench": "rollout", "profile": prof.name, "date": datetime.date.today().isoformat(),

@@ -2,15 +2,15 @@
 
     python bench/train_throughput.py [--profile ci|cpu|gpu] [--steps N] [--device auto|cpu|cuda]
 
-What is held equal. Both trainers start from the same weights (`models.build_model(profile.model,
+What is held equal. Both trainers start from the same weights (`models.build_model(profile.policy,
 tok, seed=0)`, saved once with `models.save`; TRL gets the directory, as an in-memory model with
 no name_or_path makes it reach for the Hub) and read the same data: the world's pretraining corpus
 as a `datasets.Dataset` with a "text" column. TRL 1.16 appends the eos *string* to each text and
 tokenises it, then (packing_strategy="wrapped", the default here) concatenates and cuts rows of
 max_length: alignlab's `train.pack` layout. The script checks this instead of trusting it: TRL's
 packed tokens must be ours plus at most the tail that `pack` drops, with one eos per document and
-no bos. Each optimizer step is batch × seq_len tokens for both (profile.pretrain_batch rows of
-profile.model.max_length; a short TRL row, one per 1000 documents, is padded to full length and
+no bos. Each optimizer step is batch × seq_len tokens for both (profile.pretrain.batch rows of
+profile.policy.max_length; a short TRL row, one per 1000 documents, is padded to full length and
 still costs the model a full row), no gradient accumulation, AdamW with betas (0.9, 0.95), weight
 decay 0.01, clipping at 1.0, linear warmup over 5% of the steps and cosine decay to 10% of the
 profile's lr. fp32 weights; bf16 autocast on CUDA for both (`bf16=True` for TRL), none on CPU.
@@ -107,17 +107,17 @@ def device_name() -> str:
 def run_alignlab(path: str, rows: torch.Tensor, prof, steps: int, warmup: int, compile_: bool | None) -> dict:
     """`train.train` + `packed_batches` + `lm_loss`, timed from batch `warmup`'s fetch to the return."""
     model, _ = models.load(path, dtype=torch.float32)  # fp32 master weights; autocast does bf16 on GPU
-    batches, clock = train.packed_batches(rows, prof.pretrain_batch), {}
+    batches, clock = train.packed_batches(rows, prof.pretrain.batch), {}
 
     def timed(i: int) -> train.Batch:
         if i == warmup:  # steps 0..warmup-1 are done (one process, no accumulation: batch i = step i)
             clock["t0"] = now()
         return batches(i)
-    config = train.TrainConfig(steps=steps, lr=prof.pretrain_lr, log_every=1, progress=False,
+    config = train.TrainConfig(steps=steps, lr=prof.pretrain.lr, log_every=1, progress=False,
                                compile=compile_, desc="bench alignlab")
     history = train.train(model, timed, train.lm_loss, config)
     seconds = now() - clock["t0"]
-    return {"seconds": seconds, "tokens": (steps - warmup) * prof.pretrain_batch * prof.model.max_length,
+    return {"seconds": seconds, "tokens": (steps - warmup) * prof.pretrain.batch * prof.policy.max_length,
             "final_loss": history[-1]["loss"]}
 
 
@@ -143,11 +143,11 @@ def trl_config(out_dir: str, prof, steps: int, args: argparse.Namespace, compile
 
     cuda = torch.cuda.is_available()
     return SFTConfig(
-        output_dir=out_dir, max_steps=steps, per_device_train_batch_size=prof.pretrain_batch,
-        gradient_accumulation_steps=1, learning_rate=prof.pretrain_lr, adam_beta1=0.9, adam_beta2=0.95,
+        output_dir=out_dir, max_steps=steps, per_device_train_batch_size=prof.pretrain.batch,
+        gradient_accumulation_steps=1, learning_rate=prof.pretrain.lr, adam_beta1=0.9, adam_beta2=0.95,
         weight_decay=0.01, max_grad_norm=1.0, warmup_steps=max(1, steps // 20),
         lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
-        max_length=prof.model.max_length, packing=True, packing_strategy=args.trl_packing,
+        max_length=prof.policy.max_length, packing=True, packing_strategy=args.trl_packing,
         dataset_text_field="text", activation_checkpointing=args.trl_activation_checkpointing,
         torch_compile=compile_, bf16=cuda, use_cpu=not cuda, report_to=[], save_strategy="no",
         logging_steps=1, disable_tqdm=True, include_num_input_tokens_seen=True, seed=0,
@@ -173,10 +173,10 @@ def run_trl(path: str, docs: list[str], rows: torch.Tensor, prof, steps: int, ou
                          train_dataset=datasets.Dataset.from_dict({"text": docs}),
                          processing_class=tok, callbacks=[Clock()])
     trainer.remove_callback(PrinterCallback)  # stdout is for our one JSON line
-    check_same_tokens(trainer.train_dataset, rows, tok.eos_token_id, len(docs), prof.model.max_length)
+    check_same_tokens(trainer.train_dataset, rows, tok.eos_token_id, len(docs), prof.policy.max_length)
     trainer.train()
     (t0, n0), (t1, n1) = marks[args.warmup], marks[steps]
-    expected = (steps - args.warmup) * prof.pretrain_batch * prof.model.max_length
+    expected = (steps - args.warmup) * prof.pretrain.batch * prof.policy.max_length
     if args.trl_packing == "wrapped" and n1 - n0 != expected:
         raise SystemExit(f"TRL fed {n1 - n0} tokens in the timed steps, alignlab {expected}")
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -205,10 +205,10 @@ def main(argv: list[str] | None = None) -> dict:
     trl_compile = args.compile == "on"
     quiet_libraries()
     load = os.getloadavg()[0]
-    docs = world.pretraining_corpus(prof.corpus_dialogs)
+    docs = world.pretraining_corpus(prof.pretrain.corpus_dialogs)
     tok = models.train_tokenizer(docs)  # the zoo's tokenizer: same corpus, same vocabulary size
-    rows = train.pack(tok, docs, prof.model.max_length)  # (N, L+1)
-    model = models.build_model(prof.model, tok, seed=0)
+    rows = train.pack(tok, docs, prof.policy.max_length)  # (N, L+1)
+    model = models.build_model(prof.policy, tok, seed=0)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         path = str(models.save(model, tok, f"{tmp}/init"))
         ours = run_alignlab(path, rows, prof, steps, args.warmup, ours_compile)
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     return {
         "bench": "train_throughput", "profile": prof.name, "device": device_name(),
         "date": datetime.date.today().isoformat(), "n_params": models.n_params(model),
-        "seq_len": prof.model.max_length, "batch": prof.pretrain_batch, "steps": steps,
+        "seq_len": prof.policy.max_length, "batch": prof.pretrain.batch, "steps": steps,
         "warmup": args.warmup, "alignlab_tokens_per_s": round(ours_tps, 1),
         "trl_tokens_per_s": round(trl_tps, 1), "ratio": round(ours_tps / trl_tps, 3),
         "alignlab_final_loss": round(ours["final_loss"], 4), "trl_final_loss": round(theirs["final_loss"], 4),

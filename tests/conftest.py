@@ -15,17 +15,20 @@ torch.set_num_threads(1)
 
 TINY = ModelSize(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=96)
 """A 2-layer Llama of ~40K parameters (half of them the tied 512 × 32 embedding)."""
+TINY_SMALL = ModelSize(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_length=96)
+"""The tiny profile's `small` rung, for the size-ladder tests."""
 
 
 def tiny(**changes) -> profiles.Profile:
     """The ci profile shrunk to seconds. It keeps the name `ci`, but entry keys hash the whole
     profile, so its entries never meet (or reuse) those of the real ci profile."""
     base = profiles.get_profile("ci").replace(
-        name="ci", model=TINY, corpus_dialogs=300, pretrain_steps=6, pretrain_batch=4,
-        sft_demos=20, sft_epochs=1, sft_batch=4, eval_prompts_per_family=2,
-        eval_samples_per_prompt=2, best_of_n=2, headroom_prompts_per_family=1,
-        max_new_tokens=24, gen_batch=32, rm_prompts=12, rm_k=3, rm_eval_prompts=6, rm_batch=4,
-        rm_curve=(5, 10), rm_curve_seeds=1)
+        name="ci", policy=TINY, ladder={"small": TINY_SMALL, "policy": TINY},
+        pretrain={"corpus_dialogs": 300, "steps": 6, "batch": 4},
+        sft={"demos": 20, "epochs": 1, "batch": 4},
+        eval={"prompts_per_family": 2, "samples_per_prompt": 2, "best_of_n": 2, "headroom_prompts_per_family": 1},
+        sampling={"max_new_tokens": 24, "batch": 32},
+        rm={"prompts": 12, "k": 3, "eval_prompts": 6, "batch": 4, "curve": (5, 10), "curve_seeds": 1})
     return base.replace(**changes)
 
 

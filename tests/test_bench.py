@@ -33,7 +33,7 @@ def test_train_throughput_prints_one_json_line():
     row = run_bench("train_throughput.py", "--steps", "4", "--device", "cpu")
     ci = profiles.get_profile("ci")
     assert row["bench"] == "train_throughput" and row["profile"] == "ci"
-    assert (row["steps"], row["seq_len"], row["batch"]) == (4, ci.model.max_length, ci.pretrain_batch)
+    assert (row["steps"], row["seq_len"], row["batch"]) == (4, ci.policy.max_length, ci.pretrain.batch)
     assert row["n_params"] > 0 and row["device"].startswith("cpu")
     assert row["alignlab_tokens_per_s"] > 0 and row["trl_tokens_per_s"] > 0 and row["ratio"] > 0
     assert math.isfinite(row["alignlab_final_loss"]) and math.isfinite(row["trl_final_loss"])
@@ -78,7 +78,7 @@ def test_rm_gap_prints_one_json_line(tmp_path):
     row = run_bench("rm_gap.py", env={"ALIGNLAB_HOME": str(tmp_path / "home")})
     assert row["bench"] == "rm_gap" and row["profile"] == "ci" and row["test_pairs"] > 0
     ci = profiles.get_profile("ci")
-    assert (row["pretrain_steps"], row["rm_epochs"], row["rm_prompts"]) == (ci.pretrain_steps, ci.rm_epochs, ci.rm_prompts)
+    assert (row["pretrain_steps"], row["rm_epochs"], row["rm_prompts"]) == (ci.pretrain.steps, ci.rm.epochs, ci.rm.prompts)
     for name in ("rm", "rm_noiseless"):
         r = row[name]
         assert 0 <= r["labeler_expected"] <= row["bayes"] <= 1 and 0 <= r["gold"] <= 1

@@ -83,8 +83,8 @@ def test_every_method_trains(tok, method):
 
 def test_zoo_dpo_entries_report_gold_and_kl(alignlab_home, tiny_profile):
     from alignlab import recipes, zoo
-    prof = tiny_profile.replace(dpo_steps=2, dpo_batch=4)
-    entry = zoo.get(recipes.dpo_beta_name(prof.dpo_betas[0]), prof)
+    prof = tiny_profile.replace(dpo={"steps": 2, "batch": 4})
+    entry = zoo.get(recipes.dpo_beta_name(prof.dpo.betas[0]), prof)
     rep = entry.meta["report"]
     assert entry.meta["method"] == "dpo" and math.isfinite(rep["gain"]) and math.isfinite(rep["kl"])
     assert zoo.get("simpo", prof).meta["hyper"] == {"beta": 2.0, "gamma": 1.0}

@@ -31,7 +31,7 @@ def test_eval_set_is_fixed_and_covers_every_family():
     prof = profiles.get_profile("ci")
     prompts = evaluate.eval_set(prof)
     assert prompts == evaluate.eval_set("ci")
-    assert len(prompts) == prof.eval_prompts_per_family * len(world.FAMILIES)
+    assert len(prompts) == prof.eval.prompts_per_family * len(world.FAMILIES)
     assert {world.parse_prompt(p).family for p in prompts} == set(world.FAMILIES)
 
 
@@ -97,16 +97,17 @@ def test_best_of_n_gold(model, tok, tiny_profile):
 @pytest.mark.slow
 def test_evaluate_entry_is_cached(alignlab_home, tiny_profile):
     first = evaluate.evaluate_entry("sft", tiny_profile)
-    per_family = tiny_profile.eval_prompts_per_family * tiny_profile.eval_samples_per_prompt
+    per_family = tiny_profile.eval.prompts_per_family * tiny_profile.eval.samples_per_prompt
     assert first.n == per_family * len(world.FAMILIES)
     assert list((alignlab_home / "runs" / "ci").glob("eval-sft-*.json"))
     again = evaluate.evaluate_entry("sft", tiny_profile)
     assert again.responses == first.responses
-    more = tiny_profile.replace(eval_samples_per_prompt=tiny_profile.eval_samples_per_prompt + 1)
-    assert evaluate.evaluate_entry("sft", more).n == first.n + tiny_profile.eval_prompts_per_family * len(
+    more = tiny_profile.replace(eval={"samples_per_prompt": tiny_profile.eval.samples_per_prompt + 1})
+    assert evaluate.evaluate_entry("sft", more).n == first.n + tiny_profile.eval.prompts_per_family * len(
         world.FAMILIES)  # a profile change is a new evaluation, never the stale cached one
     room = evaluate.headroom("base", "sft", tiny_profile)
-    assert {r["n"] for r in evaluate.headroom("base", "sft", tiny_profile.replace(best_of_n=3)).values()} == {3}
+    three = tiny_profile.replace(eval={"best_of_n": 3})
+    assert {r["n"] for r in evaluate.headroom("base", "sft", three).values()} == {3}
     for row in room.values():
         assert set(row) == {"base", "policy", "best_of_n", "n", "closed"}
         gap = row["best_of_n"] - row["base"]
@@ -180,9 +181,9 @@ def test_the_protocol_reads_only_the_fields_its_cache_keys_on(model, tok, tiny_p
     assert evaluate.gold_eval(model, tok, profile=view).n > 0
     assert math.isfinite(evaluate.kl_to_ref(model, model, tok, profile=view)[0])
     bon = evaluate.protocol_view(tiny_profile, evaluate.HEADROOM_FIELDS, "headroom")
-    evaluate.best_of_n_gold(model, tok, world.eval_prompts(n=2), bon.best_of_n, profile=bon)
-    narrow = evaluate.protocol_view(tiny_profile, ("eval_prompts_per_family",), "evaluate_entry")
-    with pytest.raises(AttributeError, match="reads profile.eval_samples_per_prompt"):
+    evaluate.best_of_n_gold(model, tok, world.eval_prompts(n=2), bon.eval.best_of_n, profile=bon)
+    narrow = evaluate.protocol_view(tiny_profile, ("eval.prompts_per_family",), "evaluate_entry")
+    with pytest.raises(AttributeError, match="reads profile.eval.samples_per_prompt"):
         evaluate.gold_eval(model, tok, profile=narrow)
 
 
@@ -190,6 +191,7 @@ def test_the_protocol_reads_only_the_fields_its_cache_keys_on(model, tok, tiny_p
 def test_each_protocol_field_changes_the_cache_key(field, tiny_profile, tmp_path):
     class Entry:  # only its path's name enters the key
         path = tmp_path / "sft-0123"
-    changed = tiny_profile.replace(**{field: getattr(tiny_profile, field) + 1})
+    section, name = field.split(".")
+    changed = tiny_profile.replace(**{section: {name: profiles.read(tiny_profile, (field,))[field] + 1}})
     keys = [evaluate.cache_config(Entry, p, evaluate.EVAL_FIELDS) for p in (tiny_profile, changed)]
     assert keys[0] != keys[1]

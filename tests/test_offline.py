@@ -39,7 +39,7 @@ def test_reward_model_and_ppo_chapters_run_offline(no_network, alignlab_home, ti
     """Chapters 2-3: comparison data, reward models (ours and TRL's trainer), PPO — no network."""
     from alignlab import reward
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    prof = tiny_profile.replace(ppo_steps=1, ppo_batch=4, ppo_minibatch=4)
+    prof = tiny_profile.replace(ppo={"steps": 1, "batch": 4, "minibatch": 4})
     assert zoo.get("ppo", prof).meta["history"]
     rm, tok = reward.load_reward_model(zoo.get("rm", prof).path, device="cpu")
     groups = reward.rank_groups(reward.load_groups(zoo.get("rm_data", prof).path)["train"][:2], world.Labeler())

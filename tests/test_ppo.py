@@ -195,22 +195,22 @@ def test_value_model_has_no_dropout(four):
 
 def test_zoo_ppo_entries_train_save_and_log_held_out_gold(alignlab_home, tiny_profile):
     from alignlab import recipes, zoo
-    prof = tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=1)
+    prof = tiny_profile.replace(ppo={"steps": 2, "batch": 8, "minibatch": 4, "eval_every": 1})
     entry = zoo.get("ppo", prof)
     history = entry.meta["history"]
     assert len(history) == 2 and all("heldout_gold" in h and math.isfinite(h["kl"]) for h in history)
     policy, tok = entry.load(device="cpu")
     sft, _ = zoo.get("sft", prof).load(device="cpu")
     assert any(not torch.equal(a, b) for a, b in zip(policy.parameters(), sft.parameters()))
-    assert all(recipes.ppo_beta_name(b) in zoo.registry() for b in prof.ppo_betas)
-    assert history[-1]["beta"] != prof.ppo_beta  # the main run adapts β toward its target KL
-    assert entry.meta["ppo"]["ptx_coef"] == prof.ppo_ptx_coef > 0  # the main run is PPO-ptx
+    assert all(recipes.ppo_beta_name(b) in zoo.registry() for b in prof.ppo.betas)
+    assert history[-1]["beta"] != prof.ppo.beta  # the main run adapts β toward its target KL
+    assert entry.meta["ppo"]["ptx_coef"] == prof.ppo.ptx_coef > 0  # the main run is PPO-ptx
 
 
 @pytest.fixture
 def short_ppo(tiny_profile):
     """The tiny profile with two-iteration PPO runs: the PPO variants' tests share its cached runs."""
-    return tiny_profile.replace(ppo_steps=2, ppo_batch=8, ppo_minibatch=4, ppo_eval_every=2)
+    return tiny_profile.replace(ppo={"steps": 2, "batch": 8, "minibatch": 4, "eval_every": 2})
 
 
 def test_ppo_seed_runs_differ_only_in_seed_and_are_built_on_demand(alignlab_home, short_ppo):

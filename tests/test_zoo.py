@@ -39,7 +39,7 @@ def test_dependencies_are_built_for_the_same_profile(alignlab_home, tiny_profile
     """An entry's key hashes its dependencies' keys under *its* profile, so they must be built
     (and used) under that profile too, not under the registered profile of the same name."""
     model, _ = zoo.get("sft", tiny_profile).load(device="cpu")
-    assert model.config.hidden_size == tiny_profile.model.hidden_size
+    assert model.config.hidden_size == tiny_profile.policy.hidden_size
     expected = sorted(f"{n}-{zoo.key(n, tiny_profile)}" for n in ("tokenizer", "base", "sft"))
     assert _dirs(alignlab_home) == expected  # nothing built for the real ci profile
 
@@ -168,7 +168,7 @@ def test_rebuild_requested(alignlab_home, tiny_profile, capsys):
 
 
 def test_key_follows_profile_and_dependencies(tiny_profile):
-    changed = tiny_profile.replace(pretrain_steps=7)
+    changed = tiny_profile.replace(pretrain={"steps": 7})
     assert zoo.key("base", tiny_profile) == zoo.key("base", tiny_profile.replace())
     assert zoo.key("base", changed) != zoo.key("base", tiny_profile)
     assert zoo.entry_path("base", changed) != zoo.entry_path("base", tiny_profile)
@@ -243,13 +243,13 @@ def test_interrupted_build_resumes_from_its_checkpoint(alignlab_home, tiny_profi
 
 
 def test_key_hashes_only_the_fields_a_recipe_reads(tiny_profile):
-    other_chapter = tiny_profile.replace(labeler_pairs=tiny_profile.labeler_pairs + 1)
+    other_chapter = tiny_profile.replace(eval={"labeler_pairs": tiny_profile.eval.labeler_pairs + 1})
     assert zoo.key("base", other_chapter) == zoo.key("base", tiny_profile)  # no re-pretraining
-    assert zoo.key("sft", tiny_profile.replace(sft_lr=0.5)) != zoo.key("sft", tiny_profile)
+    assert zoo.key("sft", tiny_profile.replace(sft={"lr": 0.5})) != zoo.key("sft", tiny_profile)
 
 
 def test_recipe_cannot_read_an_undeclared_field(alignlab_home, tiny_profile):
-    zoo.register(zoo.Recipe("sneaky", lambda job: {"steps": job.profile.pretrain_steps}, fields=("sft_lr",)))
+    zoo.register(zoo.Recipe("sneaky", lambda job: {"steps": job.profile.pretrain.steps}, fields=("sft.lr",)))
     try:
         with pytest.raises(AttributeError, match="declares only.*add it to the Recipe's fields"):
             zoo.get("sneaky", tiny_profile)
@@ -307,9 +307,9 @@ def _expected_names() -> set[str]:
     names = {"tokenizer", "base", "sft", "rm_data", "rm", "rm_length_biased", "rm_noiseless",
              "ppo_ptx_only", "ppo_length_biased", *recipes.FAMILY}
     names |= {recipes.seed_name(v, s) for v in ("ppo", "ppo_no_ptx") for s in range(recipes.PPO_SEEDS)}
-    names |= {recipes.ppo_beta_name(b) for p in every for b in p.ppo_betas}
-    names |= {recipes.dpo_beta_name(b) for p in every for b in p.dpo_betas}
-    return names | {n for s in range(max(p.dpo_seeds for p in every)) for n in recipes.pair_choice_names(s).values()}
+    names |= {recipes.ppo_beta_name(b) for p in every for b in p.ppo.betas}
+    names |= {recipes.dpo_beta_name(b) for p in every for b in p.dpo.betas}
+    return names | {n for s in range(max(p.dpo.seeds for p in every)) for n in recipes.pair_choice_names(s).values()}
 
 
 def test_the_tables_hold_every_run_once():

@@ -16,8 +16,8 @@ from .rlhf import seed_name
 
 CHAPTER = "04_dpo"
 DEPS = ("sft", "rm_data")
-DPO_FIELDS = ("dpo_steps", "dpo_batch", "dpo_lr", "dpo_min_gap", "eval_prompts_per_family",
-              "eval_samples_per_prompt", "max_new_tokens", "gen_batch")
+DPO_FIELDS = ("dpo.steps", "dpo.batch", "dpo.lr", "dpo.min_gap", "eval.prompts_per_family",
+              "eval.samples_per_prompt", "sampling.max_new_tokens", "sampling.batch")
 FAMILY = {"ipo": {"beta": 0.1}, "simpo": {"beta": 2.0, "gamma": 1.0}, "orpo": {"beta": 0.1}, "kto": {"beta": 0.1}}
 """Chapter 4's family runs and their hyperparameters (β is IPO's τ and ORPO's λ)."""
 
@@ -35,52 +35,52 @@ def pair_choice_names(seed: int) -> dict[str, str]:
 
 def train_preference_run(job: Job, method: str, min_gap: int | None = None, seed: int = 0, **kw) -> dict:
     """A run from the SFT model on the typical labeler's rankings of rm_data, on pairs at least
-    `min_gap` (default: the profile's `dpo_min_gap`) places apart in each ranking; `seed` picks
+    `min_gap` (default: the profile's `dpo.min_gap`) places apart in each ranking; `seed` picks
     the subset of pairs and their order; `kw` are the method's hyperparameters."""
     profile, deps = job.profile, job.deps
-    min_gap = profile.dpo_min_gap if min_gap is None else min_gap
+    min_gap = profile.dpo.min_gap if min_gap is None else min_gap
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
     # only pairs far apart in the ranking: their labels agree with gold far more often (chapter 4, §5)
     pairs = dpo.preference_pairs(reward.rank_groups(reward.load_groups(deps["rm_data"].path)["train"],
                                                     world.Labeler(seed=0)), min_gap=min_gap)
     # one pass over a random subset as large as the run uses: the reference pass costs as much
     # as training, so it is spent only on pairs the run will see
-    pairs = dpo.subset(pairs, min(len(pairs), profile.dpo_steps * profile.dpo_batch), seed)
+    pairs = dpo.subset(pairs, min(len(pairs), profile.dpo.steps * profile.dpo.batch), seed)
     ref_lp = dpo.reference_logps(ref, tok, pairs, with_mismatched=method == "kto")
-    config = train.TrainConfig(steps=profile.dpo_steps, lr=profile.dpo_lr, warmup_steps=max(1, profile.dpo_steps // 10),
-                               desc=f"{job.name} ({profile.name})", checkpoint_every=max(1, profile.dpo_steps // 3),
+    config = train.TrainConfig(steps=profile.dpo.steps, lr=profile.dpo.lr, warmup_steps=max(1, profile.dpo.steps // 10),
+                               desc=f"{job.name} ({profile.name})", checkpoint_every=max(1, profile.dpo.steps // 3),
                                checkpoint_dir=str(job.checkpoint_dir), log_every=5, seed=seed)
     history = dpo.train_preferences(policy, tok, pairs, ref_lp, config, method=method,
-                                    batch_size=profile.dpo_batch, **kw)
+                                    batch_size=profile.dpo.batch, **kw)
     models.save(policy, tok, job.out)
     return {"history": history, "method": method, "hyper": kw, "pairs": len(pairs), "min_gap": min_gap, "seed": seed,
             "report": evaluate.policy_report(policy, ref, tok, profile)}
 
 
 def beta_run(name: str, beta: float) -> Recipe:
-    """A row of the DPO β sweep; a profile's chapters use it when β is in its `dpo_betas`."""
+    """A row of the DPO β sweep; a profile's chapters use it when β is in its `dpo.betas`."""
     if name != dpo_beta_name(beta):
         raise ValueError(f"{name!r} is not the name of the β = {beta:g} run ({dpo_beta_name(beta)!r})")
-    return Recipe(name, partial(train_preference_run, method="dpo", beta=beta), deps=DEPS, version="2",
-                  fields=DPO_FIELDS, why=f"DPO with β = {beta:g}", used_by=lambda p: beta in p.dpo_betas)
+    return Recipe(name, partial(train_preference_run, method="dpo", beta=beta), sized=True, deps=DEPS, version="2",
+                  fields=DPO_FIELDS, why=f"DPO with β = {beta:g}", used_by=lambda p: beta in p.dpo.betas)
 
 
 def pair_choice_run(name: str, seed: int, all_pairs: bool) -> Recipe:
     """A row of the which-pairs runs (DPO, β = 0.1): all C(K, 2) pairs of each ranking, or the
-    far-apart ones with another seed; a profile's chapters use seeds below its `dpo_seeds`."""
+    far-apart ones with another seed; a profile's chapters use seeds below its `dpo.seeds`."""
     if name != pair_choice_names(seed)["all" if all_pairs else "far"]:
         raise ValueError(f"{name!r} is not a pair-choice run name for seed {seed} ({pair_choice_names(seed)})")
     return Recipe(name, partial(train_preference_run, method="dpo", min_gap=1 if all_pairs else None, seed=seed,
                                 beta=0.1),
-                  deps=DEPS, version="1", fields=DPO_FIELDS,
+                  sized=True, deps=DEPS, version="1", fields=DPO_FIELDS,
                   why=f"DPO with β = 0.1, {'all C(K, 2)' if all_pairs else 'far-apart'} pairs, seed {seed} "
                       "(chapter 4: which pairs, and how much one run varies)",
-                  used_by=lambda p: seed < p.dpo_seeds)
+                  used_by=lambda p: seed < p.dpo.seeds)
 
 
 def family_run(method: str) -> Recipe:
     """A row of the DPO family: `method` with its hyperparameters from FAMILY."""
-    return Recipe(method, partial(train_preference_run, method=method, **FAMILY[method]), deps=DEPS, version="2",
+    return Recipe(method, partial(train_preference_run, method=method, **FAMILY[method]), sized=True, deps=DEPS, version="2",
                   fields=DPO_FIELDS, why=f"{method.upper()} (chapter 4)")
 
 

@@ -16,7 +16,7 @@ VOCAB_SIZE = 1024
 
 
 def tokenizer(job: Job) -> dict:
-    tok = models.train_tokenizer(world.pretraining_corpus(job.profile.corpus_dialogs), VOCAB_SIZE)
+    tok = models.train_tokenizer(world.pretraining_corpus(job.profile.pretrain.corpus_dialogs), VOCAB_SIZE)
     tok.save_pretrained(job.out)
     return {"vocab_size": len(tok)}
 
@@ -30,34 +30,34 @@ def train_lm(job: Job, model, tok, batch_fn, config: train.TrainConfig) -> dict:
 
 def base(job: Job) -> dict:
     profile, tok = job.profile, job.deps["tokenizer"].tokenizer()
-    rows = train.pack(tok, world.pretraining_corpus(profile.corpus_dialogs), profile.model.max_length)
-    model = models.build_model(profile.model, tok).to(models.pick_device())
-    config = train.TrainConfig(steps=profile.pretrain_steps, lr=profile.pretrain_lr,
+    rows = train.pack(tok, world.pretraining_corpus(profile.pretrain.corpus_dialogs), profile.policy.max_length)
+    model = models.build_model(profile.policy, tok).to(models.pick_device())
+    config = train.TrainConfig(steps=profile.pretrain.steps, lr=profile.pretrain.lr,
                                desc=f"pretrain base ({profile.name})",
-                               checkpoint_every=max(1, profile.pretrain_steps // 6),
+                               checkpoint_every=max(1, profile.pretrain.steps // 6),
                                checkpoint_dir=str(job.checkpoint_dir))
-    meta = train_lm(job, model, tok, train.packed_batches(rows, profile.pretrain_batch), config)
+    meta = train_lm(job, model, tok, train.packed_batches(rows, profile.pretrain.batch), config)
     return meta | {"corpus_rows": len(rows)}
 
 
 def sft(job: Job) -> dict:
     profile = job.profile
     model, tok = job.deps["base"].load(dtype=torch.float32)  # fp32 master weights; autocast does bf16
-    pairs = world.sft_demonstrations(profile.sft_demos)
-    steps = max(1, profile.sft_epochs * len(pairs) // profile.sft_batch)
-    config = train.TrainConfig(steps=steps, lr=profile.sft_lr, warmup_steps=max(1, steps // 10),
+    pairs = world.sft_demonstrations(profile.sft.demos)
+    steps = max(1, profile.sft.epochs * len(pairs) // profile.sft.batch)
+    config = train.TrainConfig(steps=steps, lr=profile.sft.lr, warmup_steps=max(1, steps // 10),
                                desc=f"SFT ({profile.name})", checkpoint_every=max(1, steps // 3),
                                checkpoint_dir=str(job.checkpoint_dir))
-    batches = train.sft_batches(tok, pairs, profile.sft_batch, profile.model.max_length)
+    batches = train.sft_batches(tok, pairs, profile.sft.batch, profile.policy.max_length)
     return train_lm(job, model, tok, batches, config) | {"demos": len(pairs)}
 
 
 RUNS = [
-    Recipe("tokenizer", tokenizer, fields=("corpus_dialogs",),
+    Recipe("tokenizer", tokenizer, fields=("pretrain.corpus_dialogs",),
            why="byte-level BPE trained on the world's corpus"),
-    Recipe("base", base, deps=("tokenizer",),
-           fields=("model", "corpus_dialogs", "pretrain_steps", "pretrain_batch", "pretrain_lr"),
+    Recipe("base", base, sized=True, deps=("tokenizer",),
+           fields=("policy", "pretrain.corpus_dialogs", "pretrain.steps", "pretrain.batch", "pretrain.lr"),
            why="pretraining on the world's corpus: capable but uncontrolled"),
-    Recipe("sft", sft, deps=("base",), fields=("model", "sft_demos", "sft_epochs", "sft_batch", "sft_lr"),
+    Recipe("sft", sft, sized=True, deps=("base",), fields=("policy", "sft.demos", "sft.epochs", "sft.batch", "sft.lr"),
            why="supervised fine-tuning on the world's few demonstrations"),
 ]

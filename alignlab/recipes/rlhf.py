@@ -19,10 +19,10 @@ from ..zoo import Job, Recipe
 
 CHAPTER = "03_ppo_kl"
 PPO_DEPS = ("sft", "rm", "rm_data")
-PTX_FIELDS = ("ppo_ptx_coef", "sft_demos", "model")
-PPO_FIELDS = ("ppo_steps", "ppo_batch", "ppo_minibatch", "ppo_lr", "ppo_eval_every", "max_new_tokens",
-              "eval_prompts_per_family", "gen_batch")
-MAIN_PPO_FIELDS = PPO_FIELDS + ("ppo_beta", "ppo_target_kl", "ppo_kl_horizon", "rm_prompts")
+PTX_FIELDS = ("ppo.ptx_coef", "sft.demos", "policy")
+PPO_FIELDS = ("ppo.steps", "ppo.batch", "ppo.minibatch", "ppo.lr", "ppo.eval_every", "sampling.max_new_tokens",
+              "eval.prompts_per_family", "sampling.batch")
+MAIN_PPO_FIELDS = PPO_FIELDS + ("ppo.beta", "ppo.target_kl", "ppo.kl_horizon", "rm.prompts")
 PPO_SEEDS = 3
 """Seeds of chapter 3's main run and its no-ptx twin that bench/ppo_seeds.py compares (seed 0 is
 the chapter's own run; the others are built only when asked for)."""
@@ -40,17 +40,17 @@ def ppo_beta_name(beta: float) -> str:
 
 def held_out_gold(policy, tok, profile: Profile, steps: int) -> tuple[evaluate.EvalResult, Callable]:
     """The starting policy's held-out gold (R(0) of the run) and a PPO callback that evaluates the
-    policy every `ppo_eval_every` steps and at the last, paired with the start (common random
+    policy every `ppo.eval_every` steps and at the last, paired with the start (common random
     numbers: one sample per prompt, the same seed every time)."""
-    prompts = world.eval_prompts(n=profile.eval_prompts_per_family * len(world.FAMILIES), seed=7)
+    prompts = world.eval_prompts(n=profile.eval.prompts_per_family * len(world.FAMILIES), seed=7)
 
     def held_out(pol) -> evaluate.EvalResult:
         return evaluate.gold_eval(pol, tok, prompts, samples_per_prompt=1, seed=0,
-                                  max_new_tokens=profile.max_new_tokens, profile=profile)
+                                  max_new_tokens=profile.sampling.max_new_tokens, profile=profile)
     start = held_out(policy)
 
     def callback(step: int, pol) -> dict:
-        if step % profile.ppo_eval_every and step != steps:
+        if step % profile.ppo.eval_every and step != steps:
             return {}
         res = held_out(pol)
         gain, gain_se = evaluate.paired_difference(res, start)
@@ -62,28 +62,28 @@ def train_ppo_run(job: Job, rm_name: str, beta: float, steps: int | None = None,
                   ptx_coef: float = 0.0, seed: int = 0, reward_weight: float = 1.0) -> dict:
     """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
     samples of rm_data), the value model initialised from it; held-out gold every few steps.
-    With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per `ppo_kl_horizon` iterations. With
+    With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per `ppo.kl_horizon` iterations. With
     `ptx_coef`, PPO-ptx: the next-token loss on the SFT demonstrations joins every update.
     `reward_weight` scales the reward model's score (0: a control with the KL penalty and ptx only)."""
     profile, deps = job.profile, job.deps
-    steps = steps or profile.ppo_steps
+    steps = steps or profile.ppo.steps
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
     rm, _ = reward.load_reward_model(deps[rm_name].path)
     groups = reward.load_groups(deps["rm_data"].path)["train"][:100]
     fn = ppo.rm_reward_fn(rm, tok, reward.flatten(groups))
     score_fn = fn if reward_weight == 1.0 else (lambda p, r: reward_weight * fn(p, r))
     start, callback = held_out_gold(policy, tok, profile, steps)
-    horizon = profile.ppo_kl_horizon * profile.ppo_batch if target_kl is not None else ppo.PPOConfig.kl_horizon
-    config = ppo.PPOConfig(steps=steps, batch_size=profile.ppo_batch, minibatch_size=profile.ppo_minibatch,
-                           lr=profile.ppo_lr, beta=beta, target_kl=target_kl, kl_horizon=horizon,
-                           max_new_tokens=profile.max_new_tokens, checkpoint_dir=str(job.checkpoint_dir),
+    horizon = profile.ppo.kl_horizon * profile.ppo.batch if target_kl is not None else ppo.PPOConfig.kl_horizon
+    config = ppo.PPOConfig(steps=steps, batch_size=profile.ppo.batch, minibatch_size=profile.ppo.minibatch,
+                           lr=profile.ppo.lr, beta=beta, target_kl=target_kl, kl_horizon=horizon,
+                           max_new_tokens=profile.sampling.max_new_tokens, checkpoint_dir=str(job.checkpoint_dir),
                            checkpoint_every=max(1, steps // 6), ptx_coef=ptx_coef, seed=seed)
     # InstructGPT mixed in pretraining text; the demonstrations are cheaper here and hold the
     # behaviour SFT taught, which is what a reward model's blind spots let PPO unlearn.
-    ptx = train.sft_batches(tok, world.sft_demonstrations(profile.sft_demos), profile.ppo_minibatch,
-                            profile.model.max_length, seed=1) if ptx_coef > 0 else None
+    ptx = train.sft_batches(tok, world.sft_demonstrations(profile.sft.demos), profile.ppo.minibatch,
+                            profile.policy.max_length, seed=1) if ptx_coef > 0 else None
     history = ppo.train_ppo(policy, ref, ppo.value_model_from(deps[rm_name].path), tok,
-                            world.preference_prompts(4 * profile.rm_prompts, seed=5), score_fn, config,
+                            world.preference_prompts(4 * profile.rm.prompts, seed=5), score_fn, config,
                             gold_fn=ppo.gold_reward_fn, ptx_fn=ptx, callback=callback)
     models.save(policy, tok, job.out)
     return {"history": history, "ppo": asdict(config), "reward_model": rm_name,
@@ -94,16 +94,16 @@ def train_ppo_run(job: Job, rm_name: str, beta: float, steps: int | None = None,
 def adaptive(job: Job, ptx: bool = True, seed: int = 0, reward_weight: float = 1.0) -> dict:
     """The chapter's run: β adapted to the profile's target KL, with or without ptx."""
     p = job.profile
-    return train_ppo_run(job, "rm", p.ppo_beta, target_kl=p.ppo_target_kl,
-                         ptx_coef=p.ppo_ptx_coef if ptx else 0.0, seed=seed, reward_weight=reward_weight)
+    return train_ppo_run(job, "rm", p.ppo.beta, target_kl=p.ppo.target_kl,
+                         ptx_coef=p.ppo.ptx_coef if ptx else 0.0, seed=seed, reward_weight=reward_weight)
 
 
 def length_biased(job: Job) -> dict:
-    return train_ppo_run(job, "rm_length_biased", job.profile.ppo_beta)
+    return train_ppo_run(job, "rm_length_biased", job.profile.ppo.beta)
 
 
 def fixed_beta(job: Job, beta: float) -> dict:
-    return train_ppo_run(job, "rm", beta, steps=job.profile.ppo_sweep_steps, ptx_coef=job.profile.ppo_ptx_coef)
+    return train_ppo_run(job, "rm", beta, steps=job.profile.ppo.sweep_steps, ptx_coef=job.profile.ppo.ptx_coef)
 
 
 def never(profile: Profile) -> bool:
@@ -117,19 +117,19 @@ def adaptive_run(name: str, ptx: bool, seed: int = 0) -> Recipe:
         raise ValueError(f"{name!r} is not the name of the {'ptx' if ptx else 'no-ptx'} run with seed {seed}")
     version, why = (("3", "PPO-ptx against the chapter-2 reward model, β adapted to a target KL") if ptx else
                     ("1", "the same PPO run without ptx, to show what mixing in the demonstrations buys"))
-    return Recipe(name, partial(adaptive, ptx=ptx, seed=seed), deps=PPO_DEPS, version=version,
+    return Recipe(name, partial(adaptive, ptx=ptx, seed=seed), sized=True, deps=PPO_DEPS, version=version,
                   fields=MAIN_PPO_FIELDS + (PTX_FIELDS if ptx else ()),
                   why=why + (f", seed {seed} (bench/ppo_seeds.py)" if seed else ""), used_by=never if seed else None)
 
 
 def beta_run(name: str, beta: float) -> Recipe:
-    """A row of the fixed-β sweep; a profile's chapters use it when β is in its `ppo_betas`."""
+    """A row of the fixed-β sweep; a profile's chapters use it when β is in its `ppo.betas`."""
     if name != ppo_beta_name(beta):
         raise ValueError(f"{name!r} is not the name of the β = {beta:g} run ({ppo_beta_name(beta)!r})")
-    return Recipe(name, partial(fixed_beta, beta=beta), deps=PPO_DEPS, version="3",
-                  fields=PPO_FIELDS + PTX_FIELDS + ("rm_prompts", "ppo_sweep_steps"),
+    return Recipe(name, partial(fixed_beta, beta=beta), sized=True, deps=PPO_DEPS, version="3",
+                  fields=PPO_FIELDS + PTX_FIELDS + ("rm.prompts", "ppo.sweep_steps"),
                   why=f"PPO-ptx against the reward model with β fixed at {beta:g} (the β sweep)",
-                  used_by=lambda p: beta in p.ppo_betas)
+                  used_by=lambda p: beta in p.ppo.betas)
 
 
 RUNS = [
@@ -139,11 +139,11 @@ RUNS = [
     adaptive_run("ppo_no_ptx", ptx=False),
     adaptive_run("ppo_no_ptx_seed1", ptx=False, seed=1),
     adaptive_run("ppo_no_ptx_seed2", ptx=False, seed=2),
-    Recipe("ppo_ptx_only", partial(adaptive, reward_weight=0.0), deps=PPO_DEPS, version="1",
+    Recipe("ppo_ptx_only", partial(adaptive, reward_weight=0.0), sized=True, deps=PPO_DEPS, version="1",
            fields=MAIN_PPO_FIELDS + PTX_FIELDS, used_by=never,
            why="the PPO-ptx run with the reward set to zero (bench/ppo_seeds.py: is the gain only more SFT?)"),
-    Recipe("ppo_length_biased", length_biased, deps=("sft", "rm_length_biased", "rm_data"), version="2",
-           fields=PPO_FIELDS + ("ppo_beta", "rm_prompts"), why="PPO against the length-biased reward model"),
+    Recipe("ppo_length_biased", length_biased, sized=True, deps=("sft", "rm_length_biased", "rm_data"), version="2",
+           fields=PPO_FIELDS + ("ppo.beta", "rm.prompts"), why="PPO against the length-biased reward model"),
     beta_run("ppo_beta0.01", 0.01),
     beta_run("ppo_beta0.02", 0.02),
     beta_run("ppo_beta0.05", 0.05),
