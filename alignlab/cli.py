@@ -30,9 +30,15 @@ def _catalogue(profile: str | None) -> None:
     built = set(zoo.names(prof))
     print(f"{'entry':22} {'chapter':18} {'zoo build (' + prof.name + ')':16} why")
     for name, recipe in zoo.registry().items():
-        print(f"{name:22} {recipe.chapter:18} {'yes' if name in built else 'no':16} {recipe.why}")
+        sized = name + ("@…" if recipe.sized else "")
+        print(f"{sized:22} {recipe.chapter:18} {'yes' if name in built else 'no':16} {recipe.why}")
     print(f"{len(zoo.registry())} entries; `alignlab zoo build --profile {prof.name}` builds the {len(built)} "
           f"marked yes, `alignlab zoo build NAME` any of them")
+    from .recipes import VOCAB_SIZE
+    rungs = ", ".join(f"NAME@{r} ({size.n_params(VOCAB_SIZE):,} parameters)"
+                      for r, size in prof.ladder.items() if r != "policy")
+    print(f"NAME@… also trains at the {prof.name} ladder's other sizes: {rungs}; the plain NAME is the "
+          f"policy ({prof.policy.n_params(VOCAB_SIZE):,})")
 
 
 def _zoo(args) -> int:

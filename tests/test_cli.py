@@ -38,8 +38,10 @@ def test_clean_needs_confirmation(alignlab_home, tiny_profile, capsys):
 
 def test_list_all_names_every_entry_with_its_chapter(alignlab_home, capsys):
     assert cli.main(["zoo", "list", "--all", "--profile", "ci"]) == 0
-    rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()[1:-1]}
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0].removesuffix("@…"): line.split()[1:3] for line in lines[1:-2]}
     assert list(rows) == list(zoo.registry())  # every registrable name, in the chapters' order
+    assert "sft@…" in lines[3] and "tokenizer " in lines[1] and "NAME@small" in lines[-1]  # which ones are sized
     assert rows["sft"] == ["01_sft_as_kl", "yes"] and rows["ppo_beta0.02"] == ["03_ppo_kl", "yes"]
     assert rows["ppo_beta0.01"] == ["03_ppo_kl", "no"] and rows["kto"] == ["04_dpo", "yes"]  # gpu's β, not ci's
     assert [n for n, (_, built) in rows.items() if built == "yes"] == zoo.names("ci")
