@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import alignlab
 
 HEAVY = {"torch", "transformers", "accelerate", "trl"}
@@ -31,6 +33,7 @@ def test_importing_the_zoo_loads_no_trainer(tmp_path):
     assert not loaded & (HEAVY | TRAINERS), sorted(loaded & (HEAVY | TRAINERS))
 
 
+@pytest.mark.slow
 def test_the_recipes_load_on_the_first_lookup(tmp_path):
     loaded = modules_after("from alignlab import zoo\nzoo.key('sft', 'ci')", tmp_path)
     assert {"alignlab.recipes", "alignlab.train", "torch"} <= loaded

@@ -223,6 +223,7 @@ def _record_many(home: str, worker: int) -> None:
         store.record("04", f"q{worker}-{i}", 30, i, i % 2 == 0)
 
 
+@pytest.mark.slow
 def test_two_kernels_recording_at_once_lose_nothing(home):
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_record_many, args=(str(home), w)) for w in range(2)]
