@@ -142,7 +142,7 @@ def split(name: str) -> tuple[Recipe, str]:
     return recipes[base], rung or "policy"
 
 
-def _canonical(name: str, profile: Profile) -> tuple[Recipe, str, Profile, dict[str, str]]:
+def canonical(name: str, profile: Profile) -> tuple[Recipe, str, Profile, dict[str, str]]:
     """(recipe, the entry's name, the profile it is built with, its deps' entry names): at the
     policy size the plain name; at another rung `name@rung`, its sized deps at the same rung."""
     recipe, rung = split(name)
@@ -154,7 +154,7 @@ def _canonical(name: str, profile: Profile) -> tuple[Recipe, str, Profile, dict[
 def key(name: str, profile: Profile | ProfileView) -> str:
     """Hash of everything that determines the entry's content."""
     from .world import WORLD_VERSION
-    recipe, name, sized, deps = _canonical(name, whole(profile))
+    recipe, name, sized, deps = canonical(name, whole(profile))
     fields = read(sized, (*recipe.fields, "name")) if recipe.fields is not None else asdict(sized)
     spec = {"name": name, "recipe": recipe.version, "world": WORLD_VERSION,
             "profile": fields, "deps": {d: key(n, whole(profile)) for d, n in deps.items()}}
@@ -162,13 +162,13 @@ def key(name: str, profile: Profile | ProfileView) -> str:
 
 
 def entry_path(name: str, profile: Profile | ProfileView) -> Path:
-    name = _canonical(name, whole(profile))[1]
+    name = canonical(name, whole(profile))[1]
     return home() / "zoo" / profile.name / f"{name}-{key(name, profile)}"
 
 
 def partial_dir(name: str, profile: Profile | ProfileView) -> Path:
     """Where an in-progress build keeps its training checkpoint (survives an interrupt)."""
-    name = _canonical(name, whole(profile))[1]
+    name = canonical(name, whole(profile))[1]
     return home() / "zoo" / profile.name / ".partial" / f"{name}-{key(name, profile)}"
 
 
@@ -212,7 +212,7 @@ def _set_aside(path: Path, reason: str) -> None:
 def _build(name: str, profile: Profile, final: Path) -> None:
     """Build `name` into a temporary folder, then rename it to `final`; the training checkpoint
     folder outlives a failed build and is removed after a successful one."""
-    recipe, name, sized, dep_names = _canonical(name, profile)
+    recipe, name, sized, dep_names = canonical(name, profile)
     deps = {d: get(n, profile) for d, n in dep_names.items()}
     print(f"[alignlab] building '{name}' for the {profile.name} profile"
           f"{' — ' + recipe.why if recipe.why else ''} (cached afterwards in {shown(final.parent)})")
@@ -239,7 +239,7 @@ def get(name: str, profile: str | Profile | ProfileView | None = None, rebuild: 
     """The entry `name` for `profile` (default: the active one), built first if needed; `name@rung`
     (e.g. `sft@small`) is a sized entry at another model size of the profile's ladder."""
     prof = whole(profile)  # a recipe may pass its view: each entry's key covers its own fields
-    name = _canonical(name, prof)[1]
+    name = canonical(name, prof)[1]
     final = entry_path(name, prof)
     final.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(final) + ".lock"):

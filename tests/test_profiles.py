@@ -67,7 +67,7 @@ def test_sized_entries_chain_through_the_ladder():
     ci = profiles.get_profile("ci")
     assert zoo.key("sft@policy", ci) == zoo.key("sft", ci) and zoo.key("sft@small", ci) != zoo.key("sft", ci)
     assert zoo.key("tokenizer", ci.at("small")) == zoo.key("tokenizer", ci)
-    recipe, name, sized, deps = zoo._canonical("rm@small", ci)
+    recipe, name, sized, deps = zoo.canonical("rm@small", ci)
     assert name == "rm@small" and sized.policy == ci.ladder["small"]
     assert deps == {"sft": "sft@small", "rm_data": "rm_data@small"}
     with pytest.raises(KeyError, match="one size only"):
