@@ -291,7 +291,7 @@ def packed_batches(rows: torch.Tensor, batch_size: int, seed: int = 0) -> BatchF
 def response_mask(attention_mask: torch.Tensor, prompt_lengths: torch.Tensor) -> torch.Tensor:
     """1 on a dialog's response tokens (and its closing eos), 0 on the prompt and on padding:
     attention_mask (B, T), prompt_lengths (B,) → (B, T), attention_mask's dtype."""
-    t = torch.arange(attention_mask.shape[1])[None, :]  # (1, T)
+    t = torch.arange(attention_mask.shape[1], device=attention_mask.device)[None, :]  # (1, T)
     return ((t >= prompt_lengths[:, None]) & attention_mask.bool()).to(attention_mask.dtype)
 
 

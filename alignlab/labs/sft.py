@@ -20,9 +20,9 @@ REQUIRED_CELLS["lab1_sft"] = {"response_mask": "code", "test_response_mask": "co
 
 
 def reference_response_mask(attention_mask: torch.Tensor, prompt_lengths: torch.Tensor) -> torch.Tensor:
-    """1 where t ≥ prompt_lengths[b] and the token is real, else 0 → (B, T) float."""
-    t = torch.arange(attention_mask.shape[1], device=attention_mask.device)  # (T,)
-    return ((t[None, :] >= prompt_lengths[:, None]) & attention_mask.bool()).float()
+    """The library's `train.response_mask`: 1 where t ≥ prompt_lengths[b] and the token is real,
+    else 0 → (B, T) float."""
+    return train.response_mask(attention_mask, prompt_lengths).float()
 
 
 def _mask_example() -> tuple[torch.Tensor, torch.Tensor]:
