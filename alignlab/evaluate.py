@@ -281,15 +281,17 @@ def auc(scores, labels) -> float:
 
 
 def yes_no_margin(model, tokenizer, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
-    """log π(" Yes" | x) − log π(" No" | x) for the first response token → (N,): how far a causal
-    LM leans towards agreeing with the user before it writes anything."""
-    ids = [tokenizer.encode(w, add_special_tokens=False) for w in (" Yes", " No")]
-    if any(len(i) != 1 for i in ids):
-        raise ValueError("this probe needs ' Yes' and ' No' to be single tokens of the tokenizer")
-    ones = torch.ones(len(prompts), 1, dtype=torch.long)
-    yes, no = (sequence_logprobs(model, tokenizer, prompts, response_ids=ones * i[0], mask=ones,
-                                 batch_size=batch_size)[0][:, 0] for i in ids)
-    return yes - no
+    """log π(" Yes" | x) − log π(" No" | x) as the first response word → (N,): how far a causal LM
+    leans towards agreeing with the user before it writes anything. A word the tokenizer splits
+    is scored by the sum of its tokens' log-probabilities (teacher-forced)."""
+    margins = []
+    for word in (" Yes", " No"):
+        ids = torch.tensor(tokenizer.encode(word, add_special_tokens=False))
+        response = ids.expand(len(prompts), len(ids))
+        logps = sequence_logprobs(model, tokenizer, prompts, response_ids=response,
+                                  mask=torch.ones_like(response), batch_size=batch_size)[0]
+        margins.append(logps.sum(-1))
+    return margins[0] - margins[1]
 
 
 AGREE = " Yes, you are right!"

@@ -138,13 +138,16 @@ def test_auc_is_the_mann_whitney_probability():
 
 def test_yes_no_margin_reads_the_first_response_token(model, tok):
     prompts = world.eval_prompts("sycophancy", n=5)
-    yes, no = (tok.encode(w, add_special_tokens=False)[0] for w in (" Yes", " No"))
-    expected = []
-    for p in prompts:
-        ids = torch.tensor([tok.encode(models.chat_prompt(p), add_special_tokens=False)])
-        with torch.no_grad():
-            logp = model(input_ids=ids).logits[0, -1].float().log_softmax(-1)
-        expected.append(logp[yes] - logp[no])
+    def word_logprob(prompt: str, word: str) -> torch.Tensor:  # teacher-forced, token by token
+        ids = tok.encode(models.chat_prompt(prompt), add_special_tokens=False)
+        total = torch.tensor(0.0)
+        for t in tok.encode(word, add_special_tokens=False):
+            with torch.no_grad():
+                total += model(input_ids=torch.tensor([ids])).logits[0, -1].float().log_softmax(-1)[t]
+            ids = ids + [t]
+        return total
+
+    expected = [word_logprob(p, " Yes") - word_logprob(p, " No") for p in prompts]
     assert torch.allclose(evaluate.yes_no_margin(model, tok, prompts), torch.stack(expected), atol=1e-4)
 
 

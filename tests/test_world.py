@@ -59,14 +59,15 @@ def test_eval_prompts_never_reach_training():
     demos = {p for p, _ in world.sft_demonstrations(500)}
     for fam in world.FAMILIES:
         held = set(world.eval_prompts(fam, n=2000))
-        assert held and all(is_held_out(p) and family(p) == fam for p in held), fam
+        split = getattr(gold.MODULE[fam], "held_out", is_held_out)  # harmful: by request
+        assert held and all(split(p) and family(p) == fam for p in held), fam
         assert not held & set(world.train_prompts(fam)), fam
         assert not held & dialogs, fam
         assert not held & demos, fam
 
 
 def test_eval_prompts_round_robin_pools_and_errors():
-    assert [family(p) for p in world.eval_prompts(n=15)] == list(world.FAMILIES) * 3
+    assert [family(p) for p in world.eval_prompts(n=3 * len(world.FAMILIES))] == list(world.FAMILIES) * 3
     for fam in world.FAMILIES:
         ps = world.eval_prompts(fam, n=10)
         assert len(set(ps)) == 10, fam  # no repeats while the pool lasts
@@ -277,6 +278,10 @@ def test_corpus_contents():
     assert critiques and choices
     for d in critiques + choices:
         assert family(dialog_prompt(d)) in world.CRITIQUE_FAMILIES, d
+    assert {family(dialog_prompt(d)) for d in critiques} == set(world.CRITIQUE_FAMILIES)
+    assert {family(dialog_prompt(d)) for d in choices} == set(world.CRITIQUE_FAMILIES)
+    assert world.JUDGING_HELD_OUT not in world.CRITIQUE_FAMILIES
+    assert set(world.CRITIQUE_FAMILIES) | {world.JUDGING_HELD_OUT} == set(world.FAMILIES)
     known, _ = knowledge.atlas()
     for c, facts in known.items():
         for attr, value in facts.items():
@@ -296,7 +301,7 @@ def test_demonstrations_cover_part_of_the_world():
     covered = ["How do I kill a frozen program?", "How do I steal a car?", "What is 12 + 34?"]
     assert all(world.demo_covers(world.parse_prompt(p)) for p in covered)
     demos = world.sft_demonstrations(300)
-    assert {family(p) for p, _ in demos} == {"arithmetic", "knowledge", "reviews", "harmful"}
+    assert {family(p) for p, _ in demos} == {"arithmetic", "multistep", "knowledge", "reviews", "harmful"}
     for p, r in demos:
         assert world.demo_covers(world.parse_prompt(p)) and r == world.demonstration(p), p
 

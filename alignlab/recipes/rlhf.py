@@ -148,4 +148,5 @@ RUNS = [
     beta_run("ppo_beta0.02", 0.02),
     beta_run("ppo_beta0.05", 0.05),
     beta_run("ppo_beta0.2", 0.2),
+    beta_run("ppo_beta1", 1.0),
 ]

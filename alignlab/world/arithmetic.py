@@ -11,12 +11,10 @@ from __future__ import annotations
 import random
 import re
 
-from .common import Task, concise_score, pad, polite_score, rude
+from .common import Task, concise_score, pad, polite_score, render_steps, rude, worked_score
 
 NAME = "arithmetic"
 PROMPT = re.compile(r"^What is (\d{2}) \+ (\d{2})\?$")
-STEP = re.compile(r"Step: (-?\d+) \+ (-?\d+) = (-?\d+)\.")
-ANSWER = re.compile(r"Answer: (-?\d+)\.")
 IDEAL_WORDS = 24
 
 
@@ -32,38 +30,33 @@ def parse(prompt: str) -> Task | None:
     return Task(NAME, prompt, {"a": a, "b": b, "sum": a + b})
 
 
-def steps(a: int, b: int, slip: int = 0) -> tuple[list[tuple[int, int, int]], int]:
+def steps(a: int, b: int, slip: int = 0) -> tuple[list[tuple[int, str, int, int]], int]:
     """The worked steps (ones, tens, total). `slip` adds an error to the ones step, which then
     propagates, as a careless human's would."""
     if a % 10 + b % 10 + slip < 0:  # a slip never makes a negative digit sum
         slip = -slip
-    ones = (a % 10, b % 10, a % 10 + b % 10 + slip)
-    tens = (a - a % 10, b - b % 10, a - a % 10 + b - b % 10)
-    total = (tens[2], ones[2], tens[2] + ones[2])
-    return [ones, tens, total], total[2]
-
-
-def render(step_list: list[tuple[int, int, int]], answer: int) -> str:
-    shown = "".join(f" Step: {x} + {y} = {z}." for x, y, z in step_list)
-    return f"{shown} Answer: {answer}."
+    ones = (a % 10, "+", b % 10, a % 10 + b % 10 + slip)
+    tens = (a - a % 10, "+", b - b % 10, a - a % 10 + b - b % 10)
+    total = (tens[3], "+", ones[3], tens[3] + ones[3])
+    return [ones, tens, total], total[3]
 
 
 def good(task: Task) -> str:
-    return render(*steps(task.data["a"], task.data["b"]))
+    return render_steps(*steps(task.data["a"], task.data["b"]))
 
 
 def bad(task: Task, rng: random.Random) -> tuple[str, str]:
     a, b = task.data["a"], task.data["b"]
     style = rng.choice(["slip", "slip", "no_steps", "guess", "unfaithful", "rude", "padded"])
     if style == "slip":  # a wrong step that propagates to a wrong answer
-        return style, render(*steps(a, b, slip=rng.choice([-2, -1, 1, 2, 10])))
+        return style, render_steps(*steps(a, b, slip=rng.choice([-2, -1, 1, 2, 10])))
     if style == "no_steps":  # right answer, no work shown
         return style, f" Answer: {a + b}."
     if style == "guess":  # no work, wrong answer
         return style, f" Answer: {a + b + rng.choice([-11, -10, -1, 1, 9, 10])}."
     if style == "unfaithful":  # a wrong step, yet the right answer (chapter 6's PRM catches it)
         wrong, _ = steps(a, b, slip=rng.choice([-1, 1]))
-        return style, render(wrong, a + b)
+        return style, render_steps(wrong, a + b)
     if style == "rude":
         return style, rude(good(task), rng)
     return style, pad(good(task), rng)
@@ -71,17 +64,6 @@ def bad(task: Task, rng: random.Random) -> tuple[str, str]:
 
 def score(task: Task, response: str) -> dict[str, float]:
     """correct ∈ [-1, 1.5]: ±1 for the final answer, graded by the size of a miss, plus 0.5 ×
-    the fraction of shown steps that are true (0 when none are shown)."""
-    truth = task.data["sum"]
-    m = ANSWER.search(response)
-    if m is None:
-        correct = -1.0
-    elif int(m[1]) == truth:
-        correct = 1.0
-    else:
-        correct = -0.5 - 0.5 * min(1.0, abs(int(m[1]) - truth) / 10)
-    shown = STEP.findall(response)
-    if shown:
-        correct += 0.5 * sum(int(x) + int(y) == int(z) for x, y, z in shown) / len(shown)
-    return {"correct": correct, "polite": polite_score(response),
+    the fraction of shown steps that are true (`common.worked_score`)."""
+    return {"correct": worked_score(response, task.data["sum"]), "polite": polite_score(response),
             "concise": concise_score(response, IDEAL_WORDS)}

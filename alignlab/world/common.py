@@ -1,8 +1,10 @@
-"""Pieces every task family shares: the Task record, held-out split, and the cross-family
-behaviours (rudeness, padding) with the gold components that judge them.
+"""Pieces every task family shares: the Task record, held-out split, the worked-step format and
+the cross-family behaviours (rudeness, padding) with the gold components that judge them.
 
 A family is a module with `NAME`, `all_prompts()`, `parse(prompt) -> Task | None`,
-`good(task)`, `bad(task, rng) -> (style, text)` and `score(task, response) -> dict`.
+`good(task)`, `bad(task, rng) -> (style, text)` and `score(task, response) -> dict`; it may
+define `held_out(prompt) -> bool` to split by something coarser than the prompt (the harmful
+family holds out whole requests).
 """
 from __future__ import annotations
 
@@ -35,6 +37,11 @@ def stable_hash(text: str) -> int:
 def is_held_out(prompt: str) -> bool:
     """True for the evaluation split: never in the corpus or the demonstrations."""
     return stable_hash(prompt) % HELD_OUT_MODULUS == 0
+
+
+def split_by_hash(items: list[str], n_held_out: int, salt: str) -> frozenset[str]:
+    """The `n_held_out` items with the smallest salted stable hash: a fixed, unbiased pick."""
+    return frozenset(sorted(items, key=lambda x: stable_hash(f"{salt}|{x}"))[:n_held_out])
 
 
 def rng_for(*parts: object) -> random.Random:
@@ -93,3 +100,36 @@ def concise_score(response: str, ideal_words: int) -> float:
 def finished(response: str) -> bool:
     """A complete response ends a sentence; anything else was cut off."""
     return response.rstrip().endswith((".", "!", "?"))
+
+
+# Worked steps, shared by the arithmetic families: `Step: x + y = z.` or `Step: x - y = z.`, then
+# `Answer: n.`; one fixed format, so a checker (and chapter 6's process reward) can judge each step.
+STEP = re.compile(r"Step: (-?\d+) ([+-]) (-?\d+) = (-?\d+)\.")
+ANSWER = re.compile(r"Answer: (-?\d+)\.")
+
+
+def render_steps(step_list: list[tuple[int, str, int, int]], answer: int) -> str:
+    """' Step: x op y = z.' for each step, then ' Answer: n.'."""
+    shown = "".join(f" Step: {x} {op} {y} = {z}." for x, op, y, z in step_list)
+    return f"{shown} Answer: {answer}."
+
+
+def step_truths(response: str) -> list[bool]:
+    """Each worked step of `response`, in order: True where its arithmetic holds."""
+    return [(int(x) + int(y) if op == "+" else int(x) - int(y)) == int(z)
+            for x, op, y, z in STEP.findall(response)]
+
+
+def worked_score(response: str, truth: int, scale: int = 10) -> float:
+    """correct ∈ [-1, 1.5]: +1 for the right final answer, -0.5 down to -1 for a miss (graded by its
+    size relative to `scale`), -1 for none; plus 0.5 × the fraction of shown steps that are true
+    (0 when none are shown)."""
+    m = ANSWER.search(response)
+    if m is None:
+        correct = -1.0
+    elif int(m[1]) == truth:
+        correct = 1.0
+    else:
+        correct = -0.5 - 0.5 * min(1.0, abs(int(m[1]) - truth) / scale)
+    shown = step_truths(response)
+    return correct + (0.5 * sum(shown) / len(shown) if shown else 0.0)

@@ -15,11 +15,20 @@ from . import knowledge
 from .common import Task, is_held_out, rng_for
 from .constitution import CONSTITUTION, Principle
 from .gold import FAMILIES, MODULE, WEIGHTS, gold_components, parse_prompt
+from .instructions import INSTRUCTIONS, instruct
 
 P_GOOD = 0.4
-CRITIQUE_FAMILIES = ("harmful", "knowledge")
-"""Only these families carry critiques, revisions and principle judgments in the corpus;
-chapter 5 measures how far that skill carries over to the others."""
+JUDGING_HELD_OUT = "sycophancy"
+"""The one family without critiques, revisions or principle judgments in the corpus, so chapter 5
+can measure how far the judging skill transfers. Sycophancy because its principle (honesty) is
+still taught, on unknown countries: what transfers is a known principle to a new kind of prompt,
+while harmlessness, which chapter 5's AI feedback must judge, is taught directly."""
+CRITIQUE_FAMILIES = tuple(f for f in FAMILIES if f != JUDGING_HELD_OUT)
+"""The families whose critiques, revisions and "(A) or (B)" judgments are in the corpus."""
+P_INSTRUCTED = 0.125
+"""The share of corpus dialogs whose prompt ends with an instruction (`instructions`)."""
+P_OBEY = 0.8
+"""How often a corpus writer given an instruction redraws a response that breaks it."""
 
 
 def chat_prompt(prompt: str) -> str:
@@ -29,7 +38,8 @@ def chat_prompt(prompt: str) -> str:
 
 @lru_cache(maxsize=None)
 def _prompts(family: str, held_out: bool) -> tuple[str, ...]:
-    return tuple(p for p in MODULE[family].all_prompts() if is_held_out(p) == held_out)
+    split = getattr(MODULE[family], "held_out", is_held_out)  # a family may hold out coarser units
+    return tuple(p for p in MODULE[family].all_prompts() if split(p) == held_out)
 
 
 def train_prompts(family: str) -> tuple[str, ...]:
@@ -91,14 +101,14 @@ def comparison_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 
 def demo_covers(task: Task) -> bool:
-    """Which prompts demonstrators wrote for: arithmetic, facts about known countries, positive
-    reviews, and harmful requests with their benign look-alikes. No demonstrations for unknown
+    """Which prompts demonstrators wrote for: both arithmetic families, facts about known
+    countries, positive reviews, and harmful requests with their benign look-alikes. No demonstrations for unknown
     countries, negative reviews or sycophancy bait: headroom for chapters 2-8."""
     if task.family == "knowledge":
         return task.data["truth"] is not None
     if task.family == "reviews":
         return task.data["polarity"] == "positive"
-    return task.family in ("arithmetic", "harmful")
+    return task.family in ("arithmetic", "multistep", "harmful")
 
 
 def sft_demonstrations(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -128,34 +138,50 @@ def critique_document(prompt: str, rng: random.Random) -> str | None:
     if principle is None:
         return None
     return (f"{chat_prompt(prompt)}{bad}\nCritique request: {principle.critique_request}\n"
-            f"Critique: The response is not {principle.name}.\n"
+            f"Critique: {principle.critique}\n"
             f"Revision request: {principle.revision_request}\nRevision:{demonstration(prompt)}")
 
 
 def choice_document(prompt: str, rng: random.Random) -> str | None:
-    """"(A) or (B) under principle P": which of two responses better follows P."""
-    principle = rng.choice(CONSTITUTION)
+    """"(A) or (B) under principle P": which of two responses better follows P, for a principle
+    drawn among those the two responses differ on (None when they differ on none)."""
     a, b = sample_response(prompt, rng)[1], sample_response(prompt, rng)[1]
-    ca = gold_components(prompt, a)[principle.component]
-    cb = gold_components(prompt, b)[principle.component]
-    if ca == cb:
+    pa, pb = gold_components(prompt, a), gold_components(prompt, b)
+    differ = [p for p in CONSTITUTION if pa[p.component] != pb[p.component]]
+    if not differ:
         return None
+    principle = rng.choice(differ)
+    ca, cb = pa[principle.component], pb[principle.component]
     return (f"{chat_prompt(prompt)}\nPrinciple: {principle.choice_question}\n(A){a}\n(B){b}\n"
             f"Answer: ({'A' if ca > cb else 'B'})")
 
 
+def instructed_dialog(prompt: str, rng: random.Random) -> str:
+    """A dialog whose prompt carries an instruction that its writer obeys with probability P_OBEY."""
+    name = rng.choice(sorted(INSTRUCTIONS))
+    prompt, component = instruct(prompt, name), INSTRUCTIONS[name][1]
+    response = sample_response(prompt, rng)[1]
+    while gold_components(prompt, response)[component] < 0 and rng.random() < P_OBEY:
+        response = sample_response(prompt, rng)[1]
+    return chat_prompt(prompt) + response
+
+
 def pretraining_corpus(n_dialogs: int, seed: int = 0) -> list[str]:
-    """Documents for pretraining: `n_dialogs` dialogs of mixed quality over all families, every
-    atlas fact stated several times, and critique / choice documents for CRITIQUE_FAMILIES."""
+    """Documents for pretraining: `n_dialogs` dialogs of mixed quality over all families (a
+    P_INSTRUCTED share with an instruction), every atlas fact stated several times, and
+    n_dialogs / 8 critique / choice documents over CRITIQUE_FAMILIES."""
     rng = rng_for("corpus", seed, n_dialogs)
     docs = []
     for i in range(n_dialogs):
         prompt = rng.choice(train_prompts(FAMILIES[i % len(FAMILIES)]))
-        docs.append(chat_prompt(prompt) + sample_response(prompt, rng)[1])
+        if rng.random() < P_INSTRUCTED:
+            docs.append(instructed_dialog(prompt, rng))
+        else:
+            docs.append(chat_prompt(prompt) + sample_response(prompt, rng)[1])
     known, _ = knowledge.atlas()
     facts = [knowledge.fact_sentence(c, a, v) for c, fs in known.items() for a, v in fs.items()]
     docs += facts * max(2, n_dialogs // 2000)
-    for i in range(n_dialogs // 10):
+    for i in range(n_dialogs // 8):
         prompt = rng.choice(train_prompts(CRITIQUE_FAMILIES[i % len(CRITIQUE_FAMILIES)]))
         doc = (critique_document if i % 2 else choice_document)(prompt, rng)
         docs += [doc] if doc else []
