@@ -22,9 +22,9 @@ def family(prompt: str) -> str:
 
 
 def dialog_prompt(doc: str) -> str:
-    """The raw prompt of a corpus document that starts with the chat template."""
-    first = doc.split("\n", 1)[0]
-    assert first.startswith("User: "), doc
+    """The raw prompt of a corpus document: the first line that starts with the chat template."""
+    first = next((line for line in doc.split("\n") if line.startswith("User: ")), None)
+    assert first is not None, doc
     return first[len("User: "):]
 
 

@@ -183,3 +183,17 @@ def test_an_edited_copy_loads_with_the_edit(tmp_path):
     edited = {p.name: p for p in world.load_constitution(path)}
     assert edited["polite"].critique_request == "Point out any unkind word in the response."
     assert world.CONSTITUTION[2].critique_request == "Point out anything rude in the response."
+
+
+def test_judging_never_starts_where_an_answer_should():
+    """After the chat template's `Assistant:` the corpus always has a response, never a judging
+    document: a base model must not learn to start judging when asked a question."""
+    corpus = world.pretraining_corpus(2000)
+    for d in corpus:
+        for after in d.split("\nAssistant:")[1:]:
+            assert after.startswith(" "), d
+    choices = [d for d in corpus if "\nPrinciple:" in d]
+    assert choices and all(d.startswith("Consider this conversation.\nUser: ") for d in choices)
+    p = world.eval_prompts("harmful", n=1)[0]
+    question = world.CONSTITUTION[0].choice_question
+    assert world.choice_prompt(p, question, " a.", " b.").endswith("\n(A) a.\n(B) b.\nAnswer: (")

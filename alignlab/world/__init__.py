@@ -12,7 +12,7 @@ seeded and deterministic. Prompts are raw text; `chat_prompt` adds the chat temp
 """
 from .common import COMPONENTS, Task, step_truths
 from .constitution import CONSTITUTION, ConstitutionError, Principle, load_constitution
-from .corpus import (CRITIQUE_FAMILIES, JUDGING_HELD_OUT, chat_prompt, comparison_pairs, demo_covers, demonstration, eval_prompts,
+from .corpus import (CRITIQUE_FAMILIES, JUDGING_HELD_OUT, chat_prompt, choice_prompt, comparison_pairs, demo_covers, demonstration, eval_prompts,
                      preference_prompts, pretraining_corpus, sample_response, sft_demonstrations, train_prompts)
 from .gold import (BEHAVIOURS, EMPTY_REWARD, FAMILIES, WEIGHTS, behaviours, gold_components,
                    gold_reward, parse_prompt)
@@ -31,7 +31,7 @@ __all__ = [
     "DIPLOMAT", "DecoyLabeler", "MINIMALIST", "PANEL", "Persona", "STICKLER", "condorcet_example",
     "decoy_example", "hidden_context_example", "panel_prob",
     "BEHAVIOURS", "COMPONENTS", "CONSTITUTION", "ConstitutionError", "CRITIQUE_FAMILIES", "INSTRUCTIONS",
-    "JUDGING_HELD_OUT", "instruct", "load_constitution", "split_instruction", "step_truths", "DEFAULT_TEMPERATURE", "EMPTY_REWARD",
+    "JUDGING_HELD_OUT", "choice_prompt", "instruct", "load_constitution", "split_instruction", "step_truths", "DEFAULT_TEMPERATURE", "EMPTY_REWARD",
     "FAMILIES", "LENGTH_BIAS", "Labeler", "Principle", "Task", "WEIGHTS", "WORLD_VERSION", "agreement_stats", "behaviours",
     "chat_prompt", "comparison_pairs", "demo_covers", "demonstration", "eval_prompts", "gold_components",
     "gold_reward", "length_biased_labeler", "parse_prompt", "preference_prompts", "pretraining_corpus", "sample_response", "sft_demonstrations",

@@ -142,6 +142,13 @@ def critique_document(prompt: str, rng: random.Random) -> str | None:
             f"Revision request: {principle.revision_request}\nRevision:{demonstration(prompt)}")
 
 
+def choice_prompt(prompt: str, question: str, a: str, b: str) -> str:
+    """An "(A) or (B)" judging question up to the letter: its own header, not the chat template's
+    `Assistant:`, so a model never learns to start judging where it should answer (the format of
+    Bai et al., 2022, §4.1: the conversation, the principle, the options, then the answer)."""
+    return f"Consider this conversation.\nUser: {prompt}\nPrinciple: {question}\n(A){a}\n(B){b}\nAnswer: ("
+
+
 def choice_document(prompt: str, rng: random.Random) -> str | None:
     """"(A) or (B) under principle P": which of two responses better follows P, for a principle
     drawn among those the two responses differ on (None when they differ on none)."""
@@ -151,9 +158,8 @@ def choice_document(prompt: str, rng: random.Random) -> str | None:
     if not differ:
         return None
     principle = rng.choice(differ)
-    ca, cb = pa[principle.component], pb[principle.component]
-    return (f"{chat_prompt(prompt)}\nPrinciple: {principle.choice_question}\n(A){a}\n(B){b}\n"
-            f"Answer: ({'A' if ca > cb else 'B'})")
+    better = "A" if pa[principle.component] > pb[principle.component] else "B"
+    return f"{choice_prompt(prompt, principle.choice_question, a, b)}{better})"
 
 
 def instructed_dialog(prompt: str, rng: random.Random) -> str:
