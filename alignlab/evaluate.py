@@ -77,6 +77,17 @@ class EvalResult:
             out[name] = (*mean_se(x), len(x))
         return out
 
+    def accuracy(self, family: str) -> tuple[float, float, int]:
+        """(rate, se, prompts): the share of `family`'s samples whose final answer is right (the
+        `correct` component reaches 1, as only a right answer can in the arithmetic families),
+        with the standard error over prompts (a prompt's samples are averaged first: they share
+        the prompt's difficulty)."""
+        by_prompt: dict[str, list[float]] = {}
+        for p, f, c in zip(self.prompts, self.families, self.components["correct"]):
+            if f == family:
+                by_prompt.setdefault(p, []).append(float(c >= 1.0))
+        return (*mean_se([np.mean(v) for v in by_prompt.values()]), len(by_prompt))
+
     def summary(self) -> str:
         """A short table: overall and per-family mean ± se, then the behaviour rates."""
         lines = [f"mean gold reward {self.mean:+.3f} ± {self.se:.3f} (n = {self.n})"]

@@ -48,6 +48,19 @@ def test_score_demonstrations_beat_bad_responses():
     assert "mean gold reward" in bad.summary()
 
 
+def test_accuracy_counts_right_answers_and_clusters_by_prompt():
+    p, q = world.eval_prompts("multistep", n=2)
+    right, wrong = world.demonstration(p), " Answer: 0."
+    prompts = [p, p, p, p, q, q, world.eval_prompts("arithmetic", n=1)[0]]
+    responses = [right, right, right, wrong, " Answer: 1000.", world.demonstration(q), right]
+    result = evaluate.score(prompts, responses)
+    rate, se, n = result.accuracy("multistep")
+    assert n == 2 and rate == pytest.approx((3 / 4 + 1 / 2) / 2)  # each prompt's samples averaged first
+    assert se == pytest.approx(evaluate.mean_se([3 / 4, 1 / 2])[1])
+    unfaithful = " Step: 1 + 1 = 3. Answer: " + str(world.parse_prompt(p).data["answer"]) + "."
+    assert evaluate.score([p], [unfaithful]).accuracy("multistep")[0] == 1.0  # the answer is what counts
+
+
 def test_eval_result_round_trips_through_json():
     prompts = world.eval_prompts(n=10)
     res = evaluate.score(prompts, [" I don't know."] * 10)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 
-from .common import Task, concise_score, pad, polite_score, render_steps, rude, worked_score
+from .common import Task, concise_score, pad, polite_score, render_steps, rude, step_truths, worked_score
 
 NAME = "arithmetic"
 PROMPT = re.compile(r"^What is (\d{2}) \+ (\d{2})\?$")
@@ -64,6 +64,7 @@ def bad(task: Task, rng: random.Random) -> tuple[str, str]:
 
 def score(task: Task, response: str) -> dict[str, float]:
     """correct ∈ [-1, 1.5]: ±1 for the final answer, graded by the size of a miss, plus 0.5 ×
-    the fraction of shown steps that are true (`common.worked_score`)."""
-    return {"correct": worked_score(response, task.data["sum"]), "polite": polite_score(response),
+    the fraction of shown steps whose arithmetic is true (`common.worked_score`)."""
+    return {"correct": worked_score(response, task.data["sum"], step_truths(response)),
+            "polite": polite_score(response),
             "concise": concise_score(response, IDEAL_WORDS)}

@@ -120,10 +120,10 @@ def step_truths(response: str) -> list[bool]:
             for x, op, y, z in STEP.findall(response)]
 
 
-def worked_score(response: str, truth: int, scale: int = 10) -> float:
+def worked_score(response: str, truth: int, steps: list[bool], scale: int = 10) -> float:
     """correct ∈ [-1, 1.5]: +1 for the right final answer, -0.5 down to -1 for a miss (graded by its
-    size relative to `scale`), -1 for none; plus 0.5 × the fraction of shown steps that are true
-    (0 when none are shown)."""
+    size relative to `scale`), -1 for none; plus 0.5 × the fraction of `steps` (one verdict per
+    shown step, from the family's step checker) that are right (0 when none are shown)."""
     m = ANSWER.search(response)
     if m is None:
         correct = -1.0
@@ -131,5 +131,4 @@ def worked_score(response: str, truth: int, scale: int = 10) -> float:
         correct = 1.0
     else:
         correct = -0.5 - 0.5 * min(1.0, abs(int(m[1]) - truth) / scale)
-    shown = step_truths(response)
-    return correct + (0.5 * sum(shown) / len(shown) if shown else 0.0)
+    return correct + (0.5 * sum(steps) / len(steps) if steps else 0.0)

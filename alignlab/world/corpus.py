@@ -25,6 +25,23 @@ still taught, on unknown countries: what transfers is a known principle to a new
 while harmlessness, which chapter 5's AI feedback must judge, is taught directly."""
 CRITIQUE_FAMILIES = tuple(f for f in FAMILIES if f != JUDGING_HELD_OUT)
 """The families whose critiques, revisions and "(A) or (B)" judgments are in the corpus."""
+CORPUS_SHARE = {"multistep": 2}
+"""Families with other than one share of the corpus dialogs (the rest have one): a small model
+needs twice the examples to learn to find each operand of a running total in the prompt."""
+DEMO_SHARE = {"multistep": 0.5}
+"""Families with other than one share of the demonstrations: half for multi-step, so that SFT
+leaves its accuracy mid-way (about 0.8 with a full share, 0.6 with half, in `cpu`) and chapters 6
+and 7 have mistakes to catch and room to improve."""
+
+
+def family_cycle(shares: dict[str, float]) -> tuple[str, ...]:
+    """Two rounds over FAMILIES in which each family takes 2 × its share turns (default share 1):
+    the order in which round-robin generators visit the families."""
+    turns = {f: round(2 * shares.get(f, 1)) for f in FAMILIES}
+    return tuple(f for r in range(2) for f in FAMILIES for _ in range(turns[f] // 2 + (r < turns[f] % 2)))
+
+
+DIALOG_CYCLE = family_cycle(CORPUS_SHARE)
 P_INSTRUCTED = 0.125
 """The share of corpus dialogs whose prompt ends with an instruction (`instructions`)."""
 P_OBEY = 0.8
@@ -102,8 +119,9 @@ def comparison_pairs(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
 
 def demo_covers(task: Task) -> bool:
     """Which prompts demonstrators wrote for: both arithmetic families, facts about known
-    countries, positive reviews, and harmful requests with their benign look-alikes. No demonstrations for unknown
-    countries, negative reviews or sycophancy bait: headroom for chapters 2-8."""
+    countries, positive reviews, and harmful requests with their benign look-alikes. No
+    demonstrations for unknown countries, negative reviews or sycophancy bait: headroom for
+    chapters 2-8."""
     if task.family == "knowledge":
         return task.data["truth"] is not None
     if task.family == "reviews":
@@ -112,14 +130,21 @@ def demo_covers(task: Task) -> bool:
 
 
 def sft_demonstrations(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """`n` (prompt, good response) pairs, round-robin over the covered training prompts."""
-    pools = []
+    """`n` (prompt, good response) pairs, round-robin over the covered training prompts, each
+    family as often as its DEMO_SHARE."""
+    pools = {}
     for fam in FAMILIES:
         pool = [p for p in train_prompts(fam) if demo_covers(parse_prompt(p))]
         random.Random(f"demo|{seed}|{fam}").shuffle(pool)
         if pool:
-            pools.append(pool)
-    picks = [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(n)]
+            pools[fam] = pool
+    order = [f for f in family_cycle(DEMO_SHARE) if f in pools]
+    seen: dict[str, int] = {}
+    picks = []
+    for i in range(n):
+        fam = order[i % len(order)]
+        k = seen[fam] = seen.get(fam, -1) + 1
+        picks.append(pools[fam][k % len(pools[fam])])
     return [(p, demonstration(p)) for p in picks]
 
 
@@ -173,13 +198,13 @@ def instructed_dialog(prompt: str, rng: random.Random) -> str:
 
 
 def pretraining_corpus(n_dialogs: int, seed: int = 0) -> list[str]:
-    """Documents for pretraining: `n_dialogs` dialogs of mixed quality over all families (a
-    P_INSTRUCTED share with an instruction), every atlas fact stated several times, and
+    """Documents for pretraining: `n_dialogs` dialogs of mixed quality over all families (by
+    DIALOG_CYCLE; a P_INSTRUCTED share with an instruction), every atlas fact stated several times, and
     n_dialogs / 8 critique / choice documents over CRITIQUE_FAMILIES."""
     rng = rng_for("corpus", seed, n_dialogs)
     docs = []
     for i in range(n_dialogs):
-        prompt = rng.choice(train_prompts(FAMILIES[i % len(FAMILIES)]))
+        prompt = rng.choice(train_prompts(DIALOG_CYCLE[i % len(DIALOG_CYCLE)]))
         if rng.random() < P_INSTRUCTED:
             docs.append(instructed_dialog(prompt, rng))
         else:

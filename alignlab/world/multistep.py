@@ -4,30 +4,33 @@ subtractions, worked one step per operation in the arithmetic family's format.
     User: What is 23 + 8 - 5 + 9?
     Assistant: Step: 23 + 8 = 31. Step: 31 - 5 = 26. Step: 26 + 9 = 35. Answer: 35.
 
-Each step is easy (a one-digit carry or borrow) but there are several, so a small model slips
-somewhere often enough for a process reward (chapter 6) and for RL on the checked answer
-(chapter 7) to have something to fix. Step credit is graded as the arithmetic family's.
+Each step is easy (one carry or borrow) but there are several, and a small model must find each
+operand in the prompt, so it slips somewhere often enough for a process reward (chapter 6) and for RL on the checked answer
+(chapter 7) to have something to fix. A step is right only if it is the step the problem asks
+for next (`step_labels`): true arithmetic on the wrong operand is a wrong step, the error a small
+model makes most, and the one a process reward must catch.
 """
 from __future__ import annotations
 
 import random
 import re
 
-from .common import Task, concise_score, pad, polite_score, render_steps, rng_for, rude, worked_score
+from .common import STEP, Task, concise_score, pad, polite_score, render_steps, rng_for, rude, worked_score
 
 NAME = "multistep"
-PROMPT = re.compile(r"^What is (\d{2})((?: [+-] \d){3,5})\?$")
-OP = re.compile(r" ([+-]) (\d)")
+PROMPT = re.compile(r"^What is (\d{2})((?: [+-] \d{1,2}){3,5})\?$")
+OP = re.compile(r" ([+-]) (\d{1,2})")
 N_PROMPTS = 6000
 MIN_STEPS, MAX_STEPS = 3, 5
+MAX_OPERAND = 9
 
 
 def _problem(rng: random.Random) -> str:
     total, terms = rng.randint(10, 59), []
     start = total
     for _ in range(rng.randint(MIN_STEPS, MAX_STEPS)):
-        y = rng.randint(1, 9)
-        op = "-" if y <= total - 10 and rng.random() < 0.5 else "+"  # the total stays two-digit
+        y = rng.randint(1, MAX_OPERAND)
+        op = "-" if y <= total - 10 and rng.random() < 0.5 else "+"  # the total never falls below 10
         total += y if op == "+" else -y
         terms.append(f" {op} {y}")
     return f"What is {start}{''.join(terms)}?"
@@ -45,6 +48,8 @@ def parse(prompt: str) -> Task | None:
     if not m:
         return None
     ops = [(op, int(y)) for op, y in OP.findall(m[2])]
+    if any(not 1 <= y <= MAX_OPERAND for _, y in ops):
+        return None
     total = int(m[1])
     for op, y in ops:
         total += y if op == "+" else -y
@@ -90,8 +95,23 @@ def bad(task: Task, rng: random.Random) -> tuple[str, str]:
     return style, pad(good(task), rng)
 
 
+def step_labels(task: Task, response: str) -> list[bool]:
+    """One verdict per shown step, in order: right when it applies the problem's next operation
+    (operator and operand) to the previous step's result (the first step to the first term) and
+    its arithmetic is true. After a wrong step, a step that carries its result on faithfully is
+    right again; a process reward labels only up to the first wrong step (Lightman et al., 2023)."""
+    ops, labels, prev = task.data["ops"], [], task.data["start"]
+    for i, (x, op, y, z) in enumerate(STEP.findall(response)):
+        x, y, z = int(x), int(y), int(z)
+        asked = i < len(ops) and ops[i] == (op, y) and x == prev
+        labels.append(asked and z == (x + y if op == "+" else x - y))
+        prev = z
+    return labels
+
+
 def score(task: Task, response: str) -> dict[str, float]:
     """correct ∈ [-1, 1.5] as the arithmetic family's (`common.worked_score`): ±1 for the final
-    answer, graded by the size of a miss, plus 0.5 × the fraction of shown steps that are true."""
-    return {"correct": worked_score(response, task.data["answer"]), "polite": polite_score(response),
-            "concise": concise_score(response, task.data["ideal_words"])}
+    answer, graded by the size of a miss, plus 0.5 × the fraction of shown steps that are right
+    (`step_labels`)."""
+    return {"correct": worked_score(response, task.data["answer"], step_labels(task, response)),
+            "polite": polite_score(response), "concise": concise_score(response, task.data["ideal_words"])}
