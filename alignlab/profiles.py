@@ -207,7 +207,7 @@ PROFILES: dict[str, Profile] = {
                   labeler_pairs=3000),
         rm=RM(prompts=600, k=8, eval_prompts=200, epochs=2, batch=8, lr=1e-3, curve=(100, 300, 1000, 4000),
               curve_seeds=2),
-        ppo=PPO(steps=60, batch=64, minibatch=16, lr=1e-4, beta=0.05, target_kl=2.0, betas=(0.02, 0.2),
+        ppo=PPO(steps=60, batch=64, minibatch=16, lr=1e-4, beta=0.05, target_kl=1.0, betas=(0.02, 0.2),
                 sweep_steps=30, eval_every=10),
         dpo=DPO(steps=150, batch=16, lr=1e-4, betas=(0.03, 0.1, 0.3)),
     ),
