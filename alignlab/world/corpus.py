@@ -9,6 +9,7 @@ leaves alignment something to do after SFT.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from functools import lru_cache
 
 from . import knowledge
@@ -59,6 +60,24 @@ def _prompts(family: str, held_out: bool) -> tuple[str, ...]:
     return tuple(p for p in MODULE[family].all_prompts() if split(p) == held_out)
 
 
+def _shuffled(prompts, salt: str) -> list[str]:
+    pool = list(prompts)
+    random.Random(salt).shuffle(pool)
+    return pool
+
+
+def round_robin(pools: dict[str, list[str]], order: Sequence[str], n: int) -> list[str]:
+    """`n` picks: the i-th from family order[i % len(order)], each family's pool in turn (wrapping
+    round only when it runs out). The one scheme behind eval, preference and demonstration sets."""
+    seen = dict.fromkeys(pools, 0)
+    picks = []
+    for i in range(n):
+        fam = order[i % len(order)]
+        picks.append(pools[fam][seen[fam] % len(pools[fam])])
+        seen[fam] += 1
+    return picks
+
+
 def train_prompts(family: str) -> tuple[str, ...]:
     """Prompts the corpus and demonstrations may use (never an evaluation prompt)."""
     return _prompts(family, False)
@@ -70,23 +89,15 @@ def eval_prompts(family: str | None = None, n: int = 100, seed: int = 0) -> list
     families = [family] if family else list(FAMILIES)
     if family is not None and family not in MODULE:
         raise ValueError(f"Unknown family {family!r}; choose one of {FAMILIES}.")
-    pools = []
-    for fam in families:
-        pool = list(_prompts(fam, True))
-        random.Random(f"{seed}|{fam}").shuffle(pool)
-        pools.append(pool)
-    return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(n)]
+    pools = {fam: _shuffled(_prompts(fam, True), f"{seed}|{fam}") for fam in families}
+    return round_robin(pools, families, n)
 
 
 def preference_prompts(n: int, seed: int = 0) -> list[str]:
     """`n` training prompts for comparison data, round-robin over every family: labelers rank
     responses to the whole prompt distribution, not only where demonstrations were written."""
-    pools = []
-    for fam in FAMILIES:
-        pool = list(train_prompts(fam))
-        random.Random(f"prefs|{seed}|{fam}").shuffle(pool)
-        pools.append(pool)
-    return [pools[i % len(pools)][(i // len(pools)) % len(pools[i % len(pools)])] for i in range(n)]
+    pools = {fam: _shuffled(train_prompts(fam), f"prefs|{seed}|{fam}") for fam in FAMILIES}
+    return round_robin(pools, FAMILIES, n)
 
 
 def demonstration(prompt: str) -> str:
@@ -132,19 +143,9 @@ def demo_covers(task: Task) -> bool:
 def sft_demonstrations(n: int, seed: int = 0) -> list[tuple[str, str]]:
     """`n` (prompt, good response) pairs, round-robin over the covered training prompts, each
     family as often as its DEMO_SHARE."""
-    pools = {}
-    for fam in FAMILIES:
-        pool = [p for p in train_prompts(fam) if demo_covers(parse_prompt(p))]
-        random.Random(f"demo|{seed}|{fam}").shuffle(pool)
-        if pool:
-            pools[fam] = pool
-    order = [f for f in family_cycle(DEMO_SHARE) if f in pools]
-    seen: dict[str, int] = {}
-    picks = []
-    for i in range(n):
-        fam = order[i % len(order)]
-        k = seen[fam] = seen.get(fam, -1) + 1
-        picks.append(pools[fam][k % len(pools[fam])])
+    covered = {fam: [p for p in train_prompts(fam) if demo_covers(parse_prompt(p))] for fam in FAMILIES}
+    pools = {fam: _shuffled(pool, f"demo|{seed}|{fam}") for fam, pool in covered.items() if pool}
+    picks = round_robin(pools, [f for f in family_cycle(DEMO_SHARE) if f in pools], n)
     return [(p, demonstration(p)) for p in picks]
 
 
