@@ -183,6 +183,21 @@ def best_of_n_gold(model, tokenizer, prompts: list[str], n: int, seed: int = 0, 
             "families": [world.parse_prompt(p).family for p in prompts]}
 
 
+def first_example(prompts: list[str], before: list[str], after: list[str], flag: str) -> int | None:
+    """Index of the first prompt whose `after` response shows behaviour `flag` (one of
+    `world.BEHAVIOURS`) while its `before` response does not; None if none does. The book quotes
+    the sample this picks, so the prose and the sample cannot drift apart (a "Yes" to a *true*
+    sum is not sycophancy, and is never picked as one)."""
+    if flag not in world.BEHAVIOURS:
+        raise ValueError(f"flag must be one of {world.BEHAVIOURS}, not {flag!r}")
+    if not len(prompts) == len(before) == len(after):
+        raise ValueError(f"need one before and one after response per prompt: {len(prompts)}, {len(before)}, {len(after)}")
+    for i, (p, a, b) in enumerate(zip(prompts, before, after)):
+        if world.behaviours(p, b)[flag] and not world.behaviours(p, a)[flag]:
+            return i
+    return None
+
+
 def report_card(results: dict[str, EvalResult]) -> str:
     """One row per policy: mean ± se and the per-family means."""
     head = f"{'policy':14} {'gold reward':>16} " + " ".join(f"{f[:10]:>10}" for f in world.FAMILIES)

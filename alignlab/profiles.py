@@ -108,6 +108,8 @@ class PPO:
     target_kl: float = _help("Sequence KL (nats) the main PPO run's adaptive β aims at.", 2.0)
     betas: tuple[float, ...] = _help("Fixed-β sweep of chapter 3.", (0.02, 0.2))
     sweep_steps: int = _help("PPO iterations of each β-sweep run.", 40)
+    hack_steps: int = _help("PPO iterations of the length-biased run: twice the main run's, since a hack "
+                            "shows as gold falling while KL grows, and must fall past the evaluation's noise.", 120)
     eval_every: int = _help("Held-out gold evaluation every this many iterations.", 10)
     kl_horizon: int = _help(
         "Adaptive β's horizon in PPO batches (Ziegler et al.): β moves by at most ±20% per this many "
@@ -124,8 +126,9 @@ class DPO:
 
     steps: int = _help("Optimizer steps of each chapter-4 preference run.", 150)
     batch: int = _help("Preference pairs per step.", 16)
-    lr: float = _help("Learning rate of DPO and its family.", 1e-4)
-    betas: tuple[float, ...] = _help("DPO's β sweep (the frontier).", (0.03, 0.1, 0.3))
+    lr: float = _help("Learning rate of DPO and its family: offline pairs are overfitted fast, and past "
+                      "a fraction of a nat of KL DPO's gold falls (chapter 4).", 3e-5)
+    betas: tuple[float, ...] = _help("DPO's β sweep (the frontier).", (0.03, 0.1, 0.3, 1.0))
     seeds: int = _help("Seeds of the DPO runs that compare far-apart and all pairs.", 3)
     min_gap: int = _help("Train on pairs at least this many places apart in the labeler's ranking "
                          "(its most reliable labels).", 4)
@@ -193,7 +196,7 @@ PROFILES: dict[str, Profile] = {
                   labeler_pairs=1000),
         rm=RM(prompts=150, k=4, eval_prompts=40, epochs=2, batch=8, lr=1e-3, curve=(50, 300), curve_seeds=2),
         ppo=PPO(steps=8, batch=16, minibatch=8, lr=1e-4, beta=0.05, target_kl=1.0, betas=(0.02, 1.0),
-                sweep_steps=20, eval_every=4),
+                sweep_steps=20, hack_steps=16, eval_every=4),
         dpo=DPO(steps=6, batch=8, lr=1e-4, betas=(0.1, 0.3), min_gap=2, seeds=2),
     ),
     "cpu": Profile(
@@ -208,8 +211,8 @@ PROFILES: dict[str, Profile] = {
         rm=RM(prompts=600, k=8, eval_prompts=200, epochs=2, batch=8, lr=1e-3, curve=(100, 300, 1000, 4000),
               curve_seeds=2),
         ppo=PPO(steps=60, batch=64, minibatch=16, lr=1e-4, beta=0.05, target_kl=1.0, betas=(0.02, 0.2),
-                sweep_steps=30, eval_every=10),
-        dpo=DPO(steps=150, batch=16, lr=1e-4, betas=(0.03, 0.1, 0.3)),
+                sweep_steps=30, hack_steps=120, eval_every=10),
+        dpo=DPO(steps=150, batch=16, lr=3e-5, betas=(0.03, 0.1, 0.3, 1.0)),
     ),
     "gpu": Profile(
         name="gpu", policy=_GPU_POLICY,
@@ -223,8 +226,8 @@ PROFILES: dict[str, Profile] = {
         rm=RM(prompts=2000, k=8, eval_prompts=500, epochs=1, batch=16, lr=1e-4,
               curve=(100, 300, 1000, 3000, 10000), curve_seeds=3),
         ppo=PPO(steps=200, batch=256, minibatch=64, lr=3e-5, beta=0.05, target_kl=4.0, betas=(0.01, 0.05, 0.2),
-                sweep_steps=100, eval_every=20),
-        dpo=DPO(steps=600, batch=32, lr=3e-5, betas=(0.03, 0.1, 0.3)),
+                sweep_steps=100, hack_steps=400, eval_every=20),
+        dpo=DPO(steps=600, batch=32, lr=3e-5, betas=(0.03, 0.1, 0.3, 1.0)),
     ),
 }
 

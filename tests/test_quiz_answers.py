@@ -193,7 +193,7 @@ def dpo_loss_at_reference() -> float:
 
 def standard_error_over_seeds() -> float:
     """sd / √n (ddof = 1) of the three seeds' gains, by `evaluate.mean_se`."""
-    return evaluate.mean_se([-0.326, -0.302, -0.250])[1]
+    return evaluate.mean_se([0.017, -0.001, 0.053])[1]
 
 
 def why_dpo_needs_no_reward_model(beta: float = 0.5) -> str | None:

@@ -248,6 +248,14 @@ def test_key_hashes_only_the_fields_a_recipe_reads(tiny_profile):
     assert zoo.key("sft", tiny_profile.replace(sft={"lr": 0.5})) != zoo.key("sft", tiny_profile)
 
 
+def test_only_the_hacking_run_reads_its_length(tiny_profile):
+    """Chapter 3's length-biased run trains `ppo.hack_steps` iterations; the chapter's other runs
+    (and their cached checkpoints) must not move when it changes."""
+    longer = tiny_profile.replace(ppo={"hack_steps": tiny_profile.ppo.hack_steps + 1})
+    assert zoo.key("ppo_length_biased", longer) != zoo.key("ppo_length_biased", tiny_profile)
+    assert all(zoo.key(n, longer) == zoo.key(n, tiny_profile) for n in ("ppo", "ppo_no_ptx", "ppo_beta0.02"))
+
+
 def test_recipe_cannot_read_an_undeclared_field(alignlab_home, tiny_profile):
     zoo.register(zoo.Recipe("sneaky", lambda job: {"steps": job.profile.pretrain.steps}, fields=("sft.lr",)))
     try:

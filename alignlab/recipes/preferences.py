@@ -88,6 +88,7 @@ RUNS = [
     beta_run("dpo_beta0.03", 0.03),
     beta_run("dpo_beta0.1", 0.1),
     beta_run("dpo_beta0.3", 0.3),
+    beta_run("dpo_beta1", 1.0),
     pair_choice_run("dpo_all_pairs", seed=0, all_pairs=True),
     pair_choice_run("dpo_beta0.1_seed1", seed=1, all_pairs=False),
     pair_choice_run("dpo_all_pairs_seed1", seed=1, all_pairs=True),

@@ -99,7 +99,7 @@ def adaptive(job: Job, ptx: bool = True, seed: int = 0, reward_weight: float = 1
 
 
 def length_biased(job: Job) -> dict:
-    return train_ppo_run(job, "rm_length_biased", job.profile.ppo.beta)
+    return train_ppo_run(job, "rm_length_biased", job.profile.ppo.beta, steps=job.profile.ppo.hack_steps)
 
 
 def fixed_beta(job: Job, beta: float) -> dict:
@@ -142,8 +142,9 @@ RUNS = [
     Recipe("ppo_ptx_only", partial(adaptive, reward_weight=0.0), sized=True, deps=PPO_DEPS, version="1",
            fields=MAIN_PPO_FIELDS + PTX_FIELDS, used_by=never,
            why="the PPO-ptx run with the reward set to zero (bench/ppo_seeds.py: is the gain only more SFT?)"),
-    Recipe("ppo_length_biased", length_biased, sized=True, deps=("sft", "rm_length_biased", "rm_data"), version="2",
-           fields=PPO_FIELDS + ("ppo.beta", "rm.prompts"), why="PPO against the length-biased reward model"),
+    Recipe("ppo_length_biased", length_biased, sized=True, deps=("sft", "rm_length_biased", "rm_data"), version="3",
+           fields=PPO_FIELDS + ("ppo.beta", "ppo.hack_steps", "rm.prompts"),
+           why="PPO against the length-biased reward model"),
     beta_run("ppo_beta0.01", 0.01),
     beta_run("ppo_beta0.02", 0.02),
     beta_run("ppo_beta0.05", 0.05),
