@@ -60,14 +60,15 @@ else
 endif
 	$(call PHASE,done)
 
-# Regenerate the committed notebook outputs, in order, from an empty cache (the cpu profile),
+# Regenerate the committed notebook outputs, in order, from an empty cache (the cpu profile), and
+# each chapter's headline numbers in results/cpu/ (what a chapter's summary shows as the book's run),
 # with Jupyter's inline plots (a non-interactive MPLBACKEND would leave the figures out).
 book-outputs: PROFILE = cpu
 book-outputs: $(STAMP)
 	home="$${ALIGNLAB_HOME:-$$(mktemp -d)}"; \
 	for nb in chapters/*.ipynb; do \
 	  echo "== $$nb (profile $(PROFILE), ALIGNLAB_HOME=$$home)"; \
-	  env -u MPLBACKEND ALIGNLAB_PROFILE=$(PROFILE) ALIGNLAB_HOME="$$home" \
+	  env -u MPLBACKEND ALIGNLAB_PROFILE=$(PROFILE) ALIGNLAB_HOME="$$home" ALIGNLAB_RESULTS="$(CURDIR)/results" \
 	    $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	  $(BIN)/alignlab quiz clear-outputs "$$nb" || exit 1; \

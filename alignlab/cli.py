@@ -7,7 +7,7 @@
     alignlab zoo clean [--profile P] --yes # delete cached entries and runs
     alignlab quiz build [--check] [--source DIR]  # readable quiz sources → encoded banks
     alignlab quiz progress                 # your saved quiz scores, per chapter
-    alignlab quiz clear-outputs NB ...     # strip executed quiz cells and widget state from notebooks
+    alignlab quiz clear-outputs NB ...     # strip executed quiz cells, progress bars and widget state
     alignlab lab check NOTEBOOK ...        # a lab notebook still has every graded cell
 """
 from __future__ import annotations

@@ -92,3 +92,21 @@ def bon_curve(proxy: np.ndarray, gold: np.ndarray, ns: list[int]) -> dict[str, n
         out["gold"].append(np.mean([b for _, b in pairs]))
         out["kl_estimate"].append(np.mean([bon_kl_estimate(p, n) for p in proxy]))
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def agreement_at_the_top(proxy: np.ndarray, gold: np.ndarray) -> dict[str, tuple[float, int]]:
+    """How often the proxy orders two samples of one prompt as gold does — over all pairs whose
+    gold differs, and over only the pairs that hold the proxy's top pick — from pools proxy, gold
+    (P, M). Each entry is (share that agree, pairs counted); a proxy tie counts ½.
+
+    Best-of-N reads the proxy at its top, so where "top" falls below "all", the harder the
+    selection, the more it picks the proxy's errors: gold can fall with N while the proxy's
+    average agreement with gold is well above chance."""
+    dp, dg = proxy[:, :, None] - proxy[:, None, :], gold[:, :, None] - gold[:, None, :]   # (P, M, M)
+    agree = np.where(dp == 0, 0.5, (np.sign(dp) == np.sign(dg)).astype(float))
+    counted = np.triu(dg != 0, k=1)                                                          # each pair once
+    top = np.argmax(proxy, axis=1)                                                           # (P,)
+    at_top = np.zeros_like(counted)
+    at_top[np.arange(len(top)), top, :] = dg[np.arange(len(top)), top, :] != 0
+    return {"all": (float(agree[counted].mean()), int(counted.sum())),
+            "top": (float(agree[at_top].mean()), int(at_top.sum()))}

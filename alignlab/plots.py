@@ -49,3 +49,60 @@ def distribution_bars(labels: Sequence[str], series: Mapping[str, Sequence[float
                       ylabel: str = "probability", xlabel: str = "next token"):
     """Side-by-side bars of a few distributions (or gradients) over the same tokens."""
     return grouped_bars(labels, series, ax=ax, ylabel=ylabel, xlabel=xlabel)
+
+
+PPO_PANELS = (("score", "proxy (reward model)"), ("gold", "gold, training samples"),
+              ("kl", "sequence KL to SFT (nats)"), ("beta", "KL coefficient β"),
+              ("length", "response length (tokens)"), ("clip_frac", "clip fraction"))
+"""(history key, title) of each panel of `ppo_curves`, row by row."""
+
+
+def ppo_curves(history: Sequence[dict], target_kl: float | None = None, axes=None):
+    """A PPO run's training curves, one panel per PPO_PANELS row (2 × 3), against the iteration.
+    The held-out gold evaluations (rows with `heldout_gold`) join the gold panel with their
+    error bars, and `target_kl` (an adaptive β's target) is drawn on the KL panel. Returns the
+    axes, row by row."""
+    if axes is None:
+        _, axes = plt.subplots(2, 3, figsize=(11, 5.5))
+    flat = list(np.ravel(axes))
+    step = [r["step"] for r in history]
+    for ax, (key, title) in zip(flat, PPO_PANELS):
+        ax.plot(step, [r[key] for r in history], label="training batch")
+        ax.set(title=title, xlabel="PPO iteration")
+        ax.grid(alpha=0.3)
+    panel = {key: ax for ax, (key, _) in zip(flat, PPO_PANELS)}
+    ev = [r for r in history if "heldout_gold" in r]
+    if ev:
+        panel["gold"].errorbar([r["step"] for r in ev], [r["heldout_gold"] for r in ev],
+                               [r["heldout_gold_se"] for r in ev], fmt="o", color="C3", label="held-out")
+        panel["gold"].legend(frameon=False)
+    if target_kl is not None:
+        panel["kl"].axhline(target_kl, ls=":", color="grey", label="target")
+        panel["kl"].legend(frameon=False)
+    return flat
+
+
+PIPELINE = (("1. SFT", "demonstrations\n→ supervised fine-tuning", "chapter 1"),
+            ("2. Reward model", "comparisons of SFT samples\n→ Bradley-Terry reward model", "chapter 2"),
+            ("3. RL", "PPO against the reward model,\nKL penalty to the SFT model", "chapter 3"))
+"""InstructGPT's three steps (Ouyang et al., 2022, Fig. 2): (title, what, where in this book)."""
+
+
+def pipeline(ax=None):
+    """InstructGPT's pipeline as three boxes joined by arrows, each naming the chapter that builds
+    it, and DPO (chapter 4) as the arrow from the comparisons straight to the policy."""
+    ax = _axes(ax, size=(11, 2.8))
+    xs = [0.17, 0.5, 0.83]
+    for x, (title, what, where) in zip(xs, PIPELINE):
+        ax.text(x, 0.62, f"{title}\n{what}", ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round,pad=0.5", "facecolor": "#eef3fb", "edgecolor": "#4a6fa5"})
+        ax.text(x, 0.36, where, ha="center", va="center", fontsize=8, color="#4a6fa5")
+    for a, b in zip(xs, xs[1:]):
+        ax.annotate("", xy=(b - 0.13, 0.62), xytext=(a + 0.13, 0.62), arrowprops={"arrowstyle": "->", "lw": 1.5})
+    ax.annotate("", xy=(xs[2], 0.8), xytext=(xs[1], 0.8),   # DPO skips the reward model and the sampling
+                arrowprops={"arrowstyle": "->", "ls": "--", "color": "grey", "connectionstyle": "arc3,rad=-0.35"})
+    ax.text((xs[1] + xs[2]) / 2, 1.07, "DPO (chapter 4): the comparisons train the policy directly",
+            ha="center", fontsize=8, color="grey")
+    ax.set(xlim=(0, 1), ylim=(0.25, 1.13))
+    ax.axis("off")
+    return ax

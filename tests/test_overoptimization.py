@@ -48,3 +48,13 @@ def test_bon_curve_starts_at_the_pool_mean_and_rises_in_proxy():
     assert c["proxy"][0] == pytest.approx(proxy.mean()) and c["gold"][0] == pytest.approx(gold.mean())
     assert np.all(np.diff(c["proxy"]) > 0) and c["kl_bound"][0] == 0
     assert c["proxy"][-1] == pytest.approx(proxy.max(1).mean())
+
+
+def test_agreement_at_the_top_finds_the_proxys_error_where_selection_reads_it():
+    gold = np.array([[0.0, 1.0, 2.0, 3.0]])
+    assert oo.agreement_at_the_top(gold.copy(), gold) == {"all": (1.0, 6), "top": (1.0, 3)}
+    proxy = np.array([[9.0, 1.0, 2.0, 3.0]])     # right on every pair but those with sample 0, its top pick
+    got = oo.agreement_at_the_top(proxy, gold)
+    assert got["top"] == (0.0, 3) and got["all"] == (0.5, 6)
+    tied = oo.agreement_at_the_top(np.zeros((1, 4)), gold)
+    assert tied["all"] == (0.5, 6)

@@ -258,14 +258,20 @@ def test_unreadable_progress_is_never_overwritten(home, monkeypatch):
 
 def test_clear_quiz_outputs(tmp_path):
     nb = nbformat.v4.new_notebook(metadata={"widgets": {"state": {}}})
-    nb.cells = [nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")]),
+    bar = {"application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "  0%|          | 0/600"}
+    nb.cells = [nbformat.v4.new_code_cell("print(1)", outputs=[
+                    nbformat.v4.new_output("display_data", bar),
+                    nbformat.v4.new_output("stream", name="stderr", text="sft: 40%|####  | 4/10 [00:01<00:01, 3.0it/s]\r"),
+                    nbformat.v4.new_output("stream", text="1\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="UserWarning: keep me\n")]),
                 nbformat.v4.new_code_cell('from alignlab.quiz import quiz\n\nquiz("02")', execution_count=3,
                                           outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "Quiz"})])]
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, path)
     assert author.clear_quiz_outputs(path) == 1
     back = nbformat.read(path, as_version=4)
-    assert back.cells[0].outputs and not back.cells[1].outputs and "widgets" not in back.metadata
+    assert [o.get("text") for o in back.cells[0].outputs] == ["1\n", "UserWarning: keep me\n"]  # bars gone, the rest kept
+    assert not back.cells[1].outputs and "widgets" not in back.metadata
 
 
 def test_damaged_bank_shows_a_message(home, tmp_path, monkeypatch):

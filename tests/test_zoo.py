@@ -340,3 +340,9 @@ def test_every_entry_name_is_written_out_in_its_chapter_module():
 def test_the_registry_marks_each_row_with_its_chapter():
     from alignlab import recipes
     assert zoo.registry()["sft"].chapter == recipes.pretraining.CHAPTER
+
+
+def test_family_labels_follow_chapter_0s_notation():
+    from alignlab import recipes
+    assert recipes.family_label("ipo") == "IPO (τ = 0.1)" and recipes.family_label("orpo") == "ORPO (λ = 0.1)"
+    assert recipes.family_label("simpo") == "SIMPO (β = 2, γ = 1)"

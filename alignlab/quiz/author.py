@@ -106,16 +106,27 @@ def build_all(source_dir: Path = SOURCE_DIR, bank_dir: Path = BANK_DIR, check: b
     return stale
 
 
+def _progress_bar(output) -> bool:
+    """A progress bar's output: a widget view (tqdm in a notebook; its text fallback reads
+    "0%| 0/600") or progress text on stderr."""
+    if "application/vnd.jupyter.widget-view+json" in output.get("data", {}):
+        return True
+    return output.get("name") == "stderr" and any(m in output.get("text", "") for m in ("\r", "%|", "it/s]"))
+
+
 def clear_quiz_outputs(path: Path) -> int:
-    """Drop an executed notebook's quiz outputs and saved widget state, in place; returns how many
-    quiz cells were cleared. A committed notebook shows no stale quiz (widget views do not survive
-    without their kernel), and its file stays free of per-run widget ids."""
+    """Drop an executed notebook's quiz outputs, progress bars and saved widget state, in place;
+    returns how many quiz cells were cleared. A committed notebook shows no stale quiz and no frozen
+    "0%" bar (widget views do not survive without their kernel; a live run still shows them), and
+    its file stays free of per-run widget ids."""
     import nbformat
     nb = nbformat.read(path, as_version=4)
     n = 0
     for cell in nb.cells:
         if cell.cell_type == "code" and "alignlab.quiz import quiz" in cell.source and cell.outputs:
             cell.outputs, cell.execution_count, n = [], None, n + 1
+        elif cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not _progress_bar(o)]
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     return n

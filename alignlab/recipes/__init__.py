@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from . import preferences, pretraining, reward_models, rlhf
 # the names chapters, benchmarks and tests use, as `recipes.<name>`
-from .preferences import FAMILY, dpo_beta_name, pair_choice_names  # noqa: F401
+from .preferences import FAMILY, dpo_beta_name, family_label, pair_choice_names  # noqa: F401
 from .pretraining import VOCAB_SIZE  # noqa: F401
 from .rlhf import PPO_SEEDS, ppo_beta_name, seed_name  # noqa: F401
 

@@ -20,6 +20,14 @@ DPO_FIELDS = ("dpo.steps", "dpo.batch", "dpo.lr", "dpo.min_gap", "eval.prompts_p
               "eval.samples_per_prompt", "sampling.max_new_tokens", "sampling.batch")
 FAMILY = {"ipo": {"beta": 0.1}, "simpo": {"beta": 2.0, "gamma": 1.0}, "orpo": {"beta": 0.1}, "kto": {"beta": 0.1}}
 """Chapter 4's family runs and their hyperparameters (β is IPO's τ and ORPO's λ)."""
+SYMBOLS = {"ipo": {"beta": "τ"}, "orpo": {"beta": "λ"}}
+"""The symbol chapter 0's notation gives a FAMILY hyperparameter where it is not β (or γ)."""
+
+
+def family_label(method: str) -> str:
+    """'IPO (τ = 0.1)': a family run's method and hyperparameters in chapter 0's notation."""
+    names = {"beta": "β", "gamma": "γ"} | SYMBOLS.get(method, {})
+    return f"{method.upper()} (" + ", ".join(f"{names[k]} = {v:g}" for k, v in FAMILY[method].items()) + ")"
 
 
 def dpo_beta_name(beta: float) -> str:

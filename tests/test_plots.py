@@ -1,0 +1,46 @@
+"""The plot helpers put each curve on the panel its title names."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from alignlab import plots  # noqa: E402
+
+
+def _history(n: int = 6) -> list[dict]:
+    rows = [{"step": s, "score": 0.1 * s, "gold": -0.1 * s, "kl": 0.3 * s, "beta": 0.05 + 0.01 * s,
+             "length": 20.0 + s, "clip_frac": 0.01 * s} for s in range(1, n + 1)]
+    rows[2] |= {"heldout_gold": 0.5, "heldout_gold_se": 0.1}
+    return rows
+
+
+def test_ppo_curves_put_each_key_and_the_kl_target_on_its_own_panel():
+    h = _history()
+    axes = plots.ppo_curves(h, target_kl=1.5)
+    for ax, (key, title) in zip(axes, plots.PPO_PANELS):
+        assert ax.get_title() == title
+        assert np.allclose(ax.lines[0].get_ydata(), [r[key] for r in h]), key
+    kl, others = axes[2], [ax for i, ax in enumerate(axes) if i != 2]
+    assert any(np.allclose(line.get_ydata(), 1.5) and line.get_linestyle() == ":" for line in kl.lines)
+    assert not any(line.get_linestyle() == ":" for ax in others for line in ax.lines)  # the target only where KL is
+    gold = axes[1]
+    assert len(gold.containers) == 1 and gold.get_legend() is not None  # the held-out evaluation, with error bars
+    plt.close("all")
+
+
+def test_ppo_curves_without_a_target_or_evaluations_draw_only_the_history():
+    axes = plots.ppo_curves([{k: v for k, v in r.items() if not k.startswith("heldout")} for r in _history()])
+    assert all(len(ax.lines) == 1 for ax in axes) and not axes[1].containers
+    plt.close("all")
+
+
+def test_pipeline_names_each_step_and_its_chapter_in_order():
+    ax = plots.pipeline()
+    texts = [t.get_text() for t in ax.texts]
+    for i, (title, _, where) in enumerate(plots.PIPELINE):
+        assert any(t.startswith(title) for t in texts) and where in texts
+    boxes = sorted((t for t in ax.texts if t.get_bbox_patch() is not None), key=lambda t: t.get_position()[0])
+    assert [t.get_text().split("\n")[0] for t in boxes] == [s[0] for s in plots.PIPELINE]  # left to right
+    assert sum(1 for t in ax.texts if getattr(t, "arrow_patch", None) is not None) == 3  # two steps, and DPO's shortcut
+    plt.close("all")
