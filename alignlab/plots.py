@@ -106,3 +106,46 @@ def pipeline(ax=None):
     ax.set(xlim=(0, 1), ylim=(0.25, 1.13))
     ax.axis("off")
     return ax
+
+
+def dpo_curves(history: Sequence[dict], axes=None):
+    """A preference run's training curves against the step: the loss (with log 2, where every pair
+    starts), the implicit reward's accuracy, and the chosen and rejected implicit rewards
+    β log π/π_ref (with 0, the reference). Returns the three axes."""
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    step = [r["step"] for r in history]
+    axes[0].plot(step, [r["loss"] for r in history])
+    axes[0].axhline(np.log(2), ls=":", color="grey", label="log 2")
+    axes[0].set(title="loss")
+    axes[1].plot(step, [r["accuracy"] for r in history])
+    axes[1].set(title="accuracy of the implicit reward")
+    for key, label in (("chosen_reward", "chosen"), ("rejected_reward", "rejected")):
+        axes[2].plot(step, [r[key] for r in history], label=label)
+    axes[2].axhline(0, color="grey", lw=0.8)
+    axes[2].set(title=r"implicit reward $\beta\log\pi/\pi_{ref}$")
+    for ax in axes:
+        ax.set(xlabel="step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(frameon=False)
+    return list(axes)
+
+
+def frontier(points: Mapping[str, Sequence[tuple]], curve: tuple | None = None, ax=None):
+    """Gold reward gained over a reference against KL to it: `points` maps a method to
+    (label, report) pairs, each report with `kl`, `gain`, `gain_se`; `curve` is an optional
+    (kl, gain, label) line (best-of-N). Returns the axes."""
+    ax = _axes(ax, size=(6.5, 4))
+    for name, pts in points.items():
+        ax.errorbar([p["kl"] for _, p in pts], [p["gain"] for _, p in pts], [p["gain_se"] for _, p in pts],
+                    fmt="o", capsize=3, label=name)
+        for label, p in pts:
+            ax.annotate(label, (p["kl"], p["gain"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if curve is not None:
+        ax.plot(curve[0], curve[1], "s-", label=curve[2])
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="KL to the reference (nats)", ylabel="held-out gold − reference")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    return ax

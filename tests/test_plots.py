@@ -44,3 +44,25 @@ def test_pipeline_names_each_step_and_its_chapter_in_order():
     assert [t.get_text().split("\n")[0] for t in boxes] == [s[0] for s in plots.PIPELINE]  # left to right
     assert sum(1 for t in ax.texts if getattr(t, "arrow_patch", None) is not None) == 3  # two steps, and DPO's shortcut
     plt.close("all")
+
+
+def test_dpo_curves_put_each_key_on_its_panel():
+    h = [{"step": s, "loss": 0.7 - 0.01 * s, "accuracy": 0.5 + 0.01 * s, "chosen_reward": -0.01 * s,
+          "rejected_reward": -0.05 * s} for s in range(1, 6)]
+    loss, acc, rewards = plots.dpo_curves(h)
+    assert np.allclose(loss.lines[0].get_ydata(), [r["loss"] for r in h]) and np.allclose(loss.lines[1].get_ydata(), np.log(2))
+    assert np.allclose(acc.lines[0].get_ydata(), [r["accuracy"] for r in h])
+    assert [line.get_label() for line in rewards.lines[:2]] == ["chosen", "rejected"]
+    assert np.allclose(rewards.lines[1].get_ydata(), [r["rejected_reward"] for r in h])
+    plt.close("all")
+
+
+def test_frontier_places_each_run_at_its_kl_and_gain():
+    pts = {"DPO": [("β=0.1", {"kl": 0.7, "gain": 0.01, "gain_se": 0.03}), ("β=1", {"kl": 0.1, "gain": 0.03, "gain_se": 0.02})]}
+    ax = plots.frontier(pts, curve=([0.0, 0.2], [0.0, -0.1], "best-of-N"))
+    offsets = ax.containers[0].lines[0].get_xydata()
+    assert np.allclose(offsets, [[0.7, 0.01], [0.1, 0.03]])
+    assert [t.get_text() for t in ax.texts] == ["β=0.1", "β=1"]
+    bon = [line for line in ax.lines if line.get_label() == "best-of-N"]
+    assert len(bon) == 1 and np.allclose(bon[0].get_xydata(), [[0.0, 0.0], [0.2, -0.1]])
+    plt.close("all")
