@@ -209,6 +209,17 @@ def report_card(results: dict[str, EvalResult]) -> str:
     return "\n".join(rows)
 
 
+def rates_card(results: dict[str, EvalResult], flags: tuple[str, ...] = world.BEHAVIOURS) -> str:
+    """One row per behaviour, one column per policy: each rate over the samples where the
+    behaviour can occur (the same samples for every policy evaluated with the protocol)."""
+    rates = {name: r.rates() for name, r in results.items()}
+    first = next(iter(rates.values()))
+    rows = [f"{'behaviour rate':19}" + "".join(f"{name:>10}" for name in results) + "   samples"]
+    rows += [f"{flag:19}" + "".join(f"{r[flag][0]:>10.2f}" for r in rates.values()) + f"   {first[flag][2]:>7}"
+             for flag in flags]
+    return "\n".join(rows)
+
+
 # --- cached evaluations of zoo entries: a later chapter reuses an earlier chapter's numbers ---
 
 
