@@ -198,6 +198,25 @@ def first_example(prompts: list[str], before: list[str], after: list[str], flag:
     return None
 
 
+def quote_examples(prompts: list[str], responses: dict[str, list[str]], flags: tuple[str, ...],
+                   both_ways: bool = False) -> str:
+    """The samples the book quotes, chosen by `first_example`: `responses` maps two policy names,
+    before then after (e.g. SFT, PPO), to one response per prompt. For each flag, the first prompt
+    where only the *after* policy shows the behaviour — and, if `both_ways`, also the first where
+    only the *before* policy does (a behaviour the later policy fixed)."""
+    (a_name, before), (b_name, after) = responses.items()
+    width = max(len(a_name), len(b_name)) + 1
+    ways = [(b_name, before, after)] + ([(a_name, after, before)] if both_ways else [])
+    out = []
+    for flag in flags:
+        for only, without, with_ in ways:
+            i = first_example(prompts, without, with_, flag)
+            sample = ("none of these prompts" if i is None else
+                      f"{prompts[i]}\n  {a_name + ':':{width}} {before[i].strip()}\n  {b_name + ':':{width}} {after[i].strip()}")
+            out.append(f"{flag}, {only} only: {sample}")
+    return "\n\n".join(out)
+
+
 def report_card(results: dict[str, EvalResult]) -> str:
     """One row per policy: mean ± se and the per-family means."""
     head = f"{'policy':14} {'gold reward':>16} " + " ".join(f"{f[:10]:>10}" for f in world.FAMILIES)
@@ -209,15 +228,23 @@ def report_card(results: dict[str, EvalResult]) -> str:
     return "\n".join(rows)
 
 
-def rates_card(results: dict[str, EvalResult], flags: tuple[str, ...] = world.BEHAVIOURS) -> str:
-    """One row per behaviour, one column per policy: each rate over the samples where the
-    behaviour can occur (the same samples for every policy evaluated with the protocol)."""
-    rates = {name: r.rates() for name, r in results.items()}
-    first = next(iter(rates.values()))
-    rows = [f"{'behaviour rate':19}" + "".join(f"{name:>10}" for name in results) + "   samples"]
-    rows += [f"{flag:19}" + "".join(f"{r[flag][0]:>10.2f}" for r in rates.values()) + f"   {first[flag][2]:>7}"
-             for flag in flags]
-    return "\n".join(rows)
+def rates_card(results: dict[str, EvalResult], flags: tuple[str, ...] = world.BEHAVIOURS,
+               se: bool = False, accuracies: tuple[str, ...] = ()) -> str:
+    """One row per behaviour, one column per policy: each rate (± its standard error if `se`)
+    over the samples where the behaviour can occur (the same samples for every policy evaluated
+    with the protocol); then a row per family in `accuracies`: the share of right final answers,
+    with its standard error over prompts (`EvalResult.accuracy`)."""
+    width = 15 if se else 10
+    cell = (lambda v: f"{v[0]:.2f} ± {v[1]:.2f}") if se else (lambda v: f"{v[0]:.2f}")
+
+    def row(label: str, values: list[tuple[float, float, int]], unit: str) -> str:
+        return f"{label:20}" + "".join(f"{cell(v):>{width}}" for v in values) + f"   {values[0][2]:>4} {unit}"
+
+    rates = [r.rates() for r in results.values()]
+    lines = [f"{'behaviour rate':20}" + "".join(f"{name:>{width}}" for name in results) + "   n"]
+    lines += [row(flag, [r[flag] for r in rates], "samples") for flag in flags]
+    lines += [row(f"{fam} accuracy", [r.accuracy(fam) for r in results.values()], "prompts") for fam in accuracies]
+    return "\n".join(lines)
 
 
 # --- cached evaluations of zoo entries: a later chapter reuses an earlier chapter's numbers ---

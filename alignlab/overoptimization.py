@@ -110,3 +110,27 @@ def agreement_at_the_top(proxy: np.ndarray, gold: np.ndarray) -> dict[str, tuple
     at_top[np.arange(len(top)), top, :] = dg[np.arange(len(top)), top, :] != 0
     return {"all": (float(agree[counted].mean()), int(counted.sum())),
             "top": (float(agree[at_top].mean()), int(at_top.sum()))}
+
+
+GAO_SERIES = (("PPO gold", "rl"), ("PPO proxy", "rl"), ("BoN gold", "bon"), ("BoN proxy", "bon"))
+"""(label, functional form) of each series `gao_points` returns, in drawing order."""
+
+
+def gao_points(history: list[dict], bon: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+    """Gao et al.'s axes for one proxy reward model: label → (d, R(d) − R(0), form) for PPO's
+    held-out evaluations along `history` (rows with `heldout_gain`, paired against SFT, and the
+    training batch's proxy `score` minus the first row's) and for best-of-N (`bon` from
+    `bon_curve`; d from the KL formula, as Gao et al. use). d = √KL, KL clipped at 0."""
+    ev = [r for r in history if "heldout_gold" in r]
+    d_rl = np.sqrt(np.maximum([r["kl"] for r in ev], 0.0))
+    d_bon = np.sqrt(np.asarray(bon["kl_bound"], float))
+    series = {"PPO gold": (d_rl, np.array([r["heldout_gain"] for r in ev])),
+              "PPO proxy": (d_rl, np.array([r["score"] for r in ev]) - history[0]["score"]),
+              "BoN gold": (d_bon, bon["gold"] - bon["gold"][0]),
+              "BoN proxy": (d_bon, bon["proxy"] - bon["proxy"][0])}
+    return {label: (*series[label], form) for label, form in GAO_SERIES}
+
+
+def fit_gao_points(points: dict[str, tuple[np.ndarray, np.ndarray, str]]) -> dict[str, dict[str, float]]:
+    """`fit_gao` of every series of `gao_points`, by label."""
+    return {label: fit_gao(d, r, form) for label, (d, r, form) in points.items()}

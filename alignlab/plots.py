@@ -149,3 +149,36 @@ def frontier(points: Mapping[str, Sequence[tuple]], curve: tuple | None = None, 
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
     return ax
+
+
+def gao_panel(points: Mapping[str, tuple], fits: Mapping[str, dict], ax=None, title: str = ""):
+    """Gao et al.'s overoptimization plot for one proxy: each series of
+    `overoptimization.gao_points` (label → (d, reward − initial, form)) as markers and its fitted
+    form (`fits[label]`: alpha, beta) as a line of the same colour. Returns the axes."""
+    from alignlab.overoptimization import gao_curve
+    ax = _axes(ax, size=(5.5, 3.8))
+    d_max = max(float(np.max(d)) for d, _, _ in points.values() if len(d))
+    xs = np.linspace(0, d_max * 1.05, 100)
+    for (label, (d, r, form)), marker in zip(points.items(), "o^sv"):
+        line, = ax.plot(d, r, marker, label=label)
+        ax.plot(xs, gao_curve(xs, fits[label]["alpha"], fits[label]["beta"], form), color=line.get_color(), lw=1)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(title=title, xlabel=r"$d = \sqrt{\mathrm{KL}}$ (nats$^{1/2}$)", ylabel="reward − initial")
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def heldout_along_runs(runs: Mapping[str, Sequence[dict]], ax=None):
+    """Held-out gold − SFT (± its standard error) against the KL of the training batch at each
+    evaluation along each run (history rows with `heldout_gain`), one line per run. Returns the axes."""
+    ax = _axes(ax, size=(6, 3.6))
+    for label, rows in runs.items():
+        ev = [r for r in rows if "heldout_gain" in r]
+        ax.errorbar([r["kl"] for r in ev], [r["heldout_gain"] for r in ev], [r["heldout_gain_se"] for r in ev],
+                    fmt="o-", capsize=2, label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="KL to SFT, training batch (nats)", ylabel="held-out gold − SFT")
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax

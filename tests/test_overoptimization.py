@@ -58,3 +58,18 @@ def test_agreement_at_the_top_finds_the_proxys_error_where_selection_reads_it():
     assert got["top"] == (0.0, 3) and got["all"] == (0.5, 6)
     tied = oo.agreement_at_the_top(np.zeros((1, 4)), gold)
     assert tied["all"] == (0.5, 6)
+
+
+def test_gao_points_start_each_series_at_its_initial_value_and_take_the_root_of_kl():
+    history = [{"step": 0, "score": 1.0, "kl": 0.0},
+               {"step": 5, "score": 1.5, "kl": 0.25, "heldout_gold": 0.2, "heldout_gain": 0.05},
+               {"step": 10, "score": 2.0, "kl": -0.01, "heldout_gold": 0.1, "heldout_gain": -0.02}]
+    bon = {"kl_bound": np.array([0.0, 0.193]), "gold": np.array([0.3, 0.2]), "proxy": np.array([0.1, 0.6])}
+    pts = oo.gao_points(history, bon)
+    assert list(pts) == [label for label, _ in oo.GAO_SERIES]
+    d, r, form = pts["PPO proxy"]
+    assert np.allclose(d, [0.5, 0.0]) and np.allclose(r, [0.5, 1.0]) and form == "rl"   # KL < 0 is clipped
+    assert np.allclose(pts["PPO gold"][1], [0.05, -0.02])
+    assert np.allclose(pts["BoN gold"][1], [0.0, -0.1]) and np.allclose(pts["BoN proxy"][0], [0, np.sqrt(0.193)])
+    fits = oo.fit_gao_points(pts)
+    assert set(fits) == set(pts) and all({"alpha", "beta"} <= set(f) for f in fits.values())

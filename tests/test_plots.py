@@ -66,3 +66,25 @@ def test_frontier_places_each_run_at_its_kl_and_gain():
     bon = [line for line in ax.lines if line.get_label() == "best-of-N"]
     assert len(bon) == 1 and np.allclose(bon[0].get_xydata(), [[0.0, 0.0], [0.2, -0.1]])
     plt.close("all")
+
+
+def test_gao_panel_draws_each_series_with_its_fit_in_the_same_colour():
+    points = {"PPO gold": (np.array([0.5, 1.0]), np.array([0.1, 0.15]), "rl"),
+              "BoN proxy": (np.array([0.3, 0.9]), np.array([0.2, 0.4]), "bon")}
+    fits = {"PPO gold": {"alpha": 0.2, "beta": 0.1}, "BoN proxy": {"alpha": 0.5, "beta": 0.05}}
+    ax = plots.gao_panel(points, fits, title="proxy = rm")
+    marks, curve = ax.lines[0], ax.lines[1]
+    assert np.allclose(marks.get_xydata(), [[0.5, 0.1], [1.0, 0.15]]) and marks.get_color() == curve.get_color()
+    xs = curve.get_xdata()
+    assert np.allclose(curve.get_ydata(), 0.2 * xs - 0.1 * np.where(xs > 0, xs * np.log(np.maximum(xs, 1e-300)), 0))
+    assert np.allclose(ax.lines[3].get_ydata(), 0.5 * ax.lines[3].get_xdata() - 0.05 * ax.lines[3].get_xdata() ** 2)
+    assert ax.get_title() == "proxy = rm"
+    plt.close("all")
+
+
+def test_heldout_along_runs_plots_only_the_evaluated_rows_against_their_kl():
+    rows = [r | {"heldout_gain": 0.3, "heldout_gain_se": 0.1} if "heldout_gold" in r else r for r in _history()]
+    ax = plots.heldout_along_runs({"β = 0.2": rows})
+    assert np.allclose(ax.containers[0].lines[0].get_xydata(), [[rows[2]["kl"], 0.3]])
+    assert ax.get_legend().get_texts()[0].get_text() == "β = 0.2"
+    plt.close("all")
