@@ -28,9 +28,10 @@ def copy_course(dest: Path) -> Path:
     return dest
 
 
-def nbgrader(course: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run `nbgrader ARGS` in the course folder, in the ci profile, one thread per kernel."""
-    env = {**os.environ, "ALIGNLAB_PROFILE": "ci", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+def nbgrader(course: Path, *args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `nbgrader ARGS` in the course folder, in the ci profile, one thread per kernel (`env`:
+    more variables for the run)."""
+    env = {**os.environ, **(env or {}), "ALIGNLAB_PROFILE": "ci", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
            # nbgrader runs `alembic` (its database migrations) from PATH: the environment's bin first
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     proc = subprocess.run([NBGRADER, *args], cwd=course, env=env, capture_output=True, text=True, timeout=timeout)

@@ -29,7 +29,9 @@ def masked_nll(logits, labels, mask):
 '''
 # A cell that never finishes, before the function it should define.
 ENDLESS = "n = 0\nwhile n >= 0:\n    n += 1\n"
+ENDLESS_BODY = "    n = 0\n    while n >= 0:\n        n += 1\n"  # the same inside a function's body
 LOOP_TIMEOUT_S = 20  # per-cell limit of the run that grades the looping submission
+CALL_TIMEOUT_S = 3   # per-call limit of a student's function while grading (labs.core.call_timeout)
 
 
 # --- the notebooks, statically ----------------------------------------------------------------
@@ -181,9 +183,10 @@ def test_every_function_a_lab_checks_has_a_naive_student():
 @pytest.mark.parametrize("name", NAIVE_STUDENTS)
 def test_check_and_hidden_tests_accept_a_naive_student(name):
     """A LabCheckError here names the disagreement: the library (or the lab's reference) is wrong."""
-    getattr(labs, f"check_{name}")(NAIVE_STUDENTS[name])
+    # None: a test cell that leaves a value (True) makes nbgrader warn it cannot read it as a score
+    assert getattr(labs, f"check_{name}")(NAIVE_STUDENTS[name]) is None
     for seed in (1, 2):  # 5 random padded inputs each
-        getattr(labs, f"hidden_{name}")(NAIVE_STUDENTS[name], seed=seed)
+        assert getattr(labs, f"hidden_{name}")(NAIVE_STUDENTS[name], seed=seed) is None
 
 
 def _ppo_run(tok, tmp_path, objectives):
@@ -224,10 +227,9 @@ def test_checks_explain_unwritten_and_missing_functions(tmp_path, monkeypatch):
     cell(nb, "response_mask").pop("outputs"), cell(nb, "response_mask").pop("execution_count")
     nbformat.write(nb, tmp_path / "lab1_sft.ipynb")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(labs.LabCheckError, match="'masked_nll' has been deleted") as err:
-        labs.start("lab1_sft")
-    assert "'response_mask' was changed to a markdown cell" in str(err.value)
-    with pytest.raises(labs.LabCheckError, match="`masked_nll` is not defined: the cell 'masked_nll' has been deleted"):
+    labs.start("lab1_sft")   # notices only (lab_grading tests when it stops): neither costs points by itself
+    with pytest.raises(labs.LabCheckError, match="`masked_nll` is not defined: the cell 'masked_nll' has been "
+                                                 "deleted; restore it, or write `masked_nll` again"):
         labs.check_masked_nll()
 
 
@@ -236,10 +238,27 @@ def test_checks_explain_unwritten_and_missing_functions(tmp_path, monkeypatch):
 # needs it, and grading every lab takes about two minutes.
 
 
-def build_course(root):
+def submit_lab2_cases(root) -> None:
+    """Lab 2 with a function that never returns (`looping_fn`), and with its `ranking_to_pairs`
+    cell deleted and the function retyped in a new, untagged cell (`retyped`)."""
+    lab = "lab2_reward_model"
+    release = root / "release" / lab / f"{lab}.ipynb"
+    bt, pairs = solution_code(lab, "bradley_terry_loss"), solution_code(lab, "ranking_to_pairs")
+    submit(root, "looping_fn", lab, release,
+           {"bradley_terry_loss": bt, "ranking_to_pairs": pairs.replace("    return", ENDLESS_BODY + "    return")})
+    nb = nbformat.read(release, 4)
+    cell(nb, "bradley_terry_loss").source = bt
+    at = next(i for i, c in enumerate(nb.cells) if c.metadata["nbgrader"].get("grade_id") == "ranking_to_pairs")
+    nb.cells[at] = nbformat.v4.new_code_cell(pairs)
+    (root / "submitted" / "retyped" / lab).mkdir(parents=True)
+    nbformat.write(nb, root / "submitted" / "retyped" / lab / f"{lab}.ipynb")
+
+
+def build_course(root) -> dict[str, str]:
     """Release every lab; hand in the solution (student `solution`), the untouched release
-    (`untouched`), lab 1 with a plausible bug (`buggy`) and lab 1 with an endless loop (`looping`);
-    autograde, generate lab 1's feedback, export grades."""
+    (`untouched`), lab 1 with a plausible bug (`buggy`) and lab 1 with an endless loop (`looping`),
+    and lab 2's `submit_lab2_cases`; autograde, generate feedback of labs 1 and 2, export grades.
+    Returns each lab's autograde log."""
     copy_course(root)
     for lab in LABS:
         nbgrader(root, "generate_assignment", lab, "--force")
@@ -250,12 +269,17 @@ def build_course(root):
     submit(root, "buggy", "lab1_sft", release1, {"response_mask": mask, "masked_nll": PER_SEQUENCE_NLL})
     submit(root, "looping", "lab1_sft", release1,
            {"response_mask": mask, "masked_nll": ENDLESS + solution_code("lab1_sft", "masked_nll")})
+    submit_lab2_cases(root)
+    logs = {}
     for lab in LABS:
         # lab 1 runs under a short per-cell limit so the looping submission costs seconds, not minutes
         extra = [f"--Execute.timeout={LOOP_TIMEOUT_S}"] if lab == "lab1_sft" else []
-        nbgrader(root, "autograde", lab, "--create", *extra)
-    nbgrader(root, "generate_feedback", "lab1_sft")  # the same command for every lab; one keeps the test short
+        proc = nbgrader(root, "autograde", lab, "--create", *extra, env={"ALIGNLAB_LAB_CALL_TIMEOUT": str(CALL_TIMEOUT_S)})
+        logs[lab] = proc.stdout + proc.stderr
+    for lab in ("lab1_sft", "lab2_reward_model"):  # the same command for every lab; two keep the test short
+        nbgrader(root, "generate_feedback", lab)
     nbgrader(root, "export")
+    return logs
 
 
 def release_problems(root, lab: str) -> list[str]:
@@ -272,9 +296,45 @@ def release_problems(root, lab: str) -> list[str]:
     return problems
 
 
+def cell_errors(root, student: str, lab: str) -> dict[str, str]:
+    """grade id (or cell index) → the text of the error a cell of the autograded notebook showed."""
+    nb = json.loads((root / "autograded" / student / lab / f"{lab}.ipynb").read_text())
+    return {c["metadata"].get("nbgrader", {}).get("grade_id", str(i)):
+            "".join("\n" + o["ename"] + ": " + "\n".join(o["traceback"]) for o in c.get("outputs", [])
+                    if o.get("output_type") == "error")
+            for i, c in enumerate(nb["cells"]) if any(o.get("output_type") == "error" for o in c.get("outputs", []))}
+
+
+def lab2_problems(root, logs: dict[str, str], grades) -> list[str]:
+    """The classroom's cases on lab 2: an endless function fails once and fast, later cells say why,
+    the retyped cell's feedback agrees with its full marks, no warning of ours in the log, no
+    grader path in the feedback."""
+    lab, problems = "lab2_reward_model", []
+    errors = cell_errors(root, "looping_fn", lab)
+    if "did not return within 3 s" not in errors.get("test_ranking_to_pairs", ""):
+        problems.append(f"lab2: the looping function's check did not name the limit: {errors}")
+    if "this cell was skipped" not in errors.get("test_reward_model", ""):
+        problems.append(f"lab2: the cell after the failed training did not say why it stopped: {errors}")
+    if errors.get("test_reward_model", "").count("\nNameError") > 1:   # nbgrader adds a reply's error it cannot match
+        problems.append(f"lab2: the skipped cell shows its error twice: {errors['test_reward_model']}")
+    if "Timeout waiting" in logs[lab] or "CellTimeoutError" in str(errors):
+        problems.append("lab2: the looping function cost a whole cell timeout")
+    feedback = (root / "feedback" / "retyped" / lab / f"{lab}.html").read_text()
+    if grades[("retyped", lab)][0] != grades[("retyped", lab)][1] or "LabCheckError" in feedback:
+        problems.append(f"lab2: the retyped cell scored {grades[('retyped', lab)]} and its feedback shows an error")
+    for log_lab, log in logs.items():
+        if "Cell output is" in log:
+            problems.append(f"{log_lab}: a test cell left a value nbgrader tried to read as a score")
+    package = str(LABS_DIR.parent / "alignlab")
+    for html in (root / "feedback").rglob("*.html"):
+        if package in html.read_text():
+            problems.append(f"{html.relative_to(root)} shows the grader's path {package}")
+    return problems
+
+
 @pytest.mark.slow
 def test_release_autograde_feedback_export(tmp_path):
-    build_course(tmp_path)
+    logs = build_course(tmp_path)
     problems = [p for lab in LABS for p in release_problems(tmp_path, lab)]
     grades = read_grades(tmp_path)
     for lab in LABS:  # read from the exported grades: `nbgrader validate` exits 0 even when tests fail
@@ -296,6 +356,7 @@ def test_release_autograde_feedback_export(tmp_path):
     looping = grades[("looping", "lab1_sft")]
     if "CellTimeoutError" not in errors or not looping[0] < top:
         problems.append(f"lab1_sft: the looping submission was not cut off (errors {errors}, score {looping})")
+    problems += lab2_problems(tmp_path, logs, grades)
     assert not problems, "\n".join(problems)
 
 

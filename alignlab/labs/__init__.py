@@ -11,7 +11,8 @@ None) or raises
 random inputs (the instructor's hidden tests call them with a seed the students do not see).
 The checks are plain Python, so any grader — nbgrader, pytest, Otter — can call them.
 """
-from .core import REQUIRED_CELLS, LabCheckError, compare_random, start, structure_problems
+from .core import (REQUIRED_CELLS, LabCheckError, cell_problems, compare_random, edited_locked_cells, guarded,
+                   start, structure_problems)
 from .sft import (batch_loss, check_masked_nll, check_response_mask, check_sft_run, hidden_masked_nll,
                   hidden_response_mask, sft_batches, sft_loss)
 from .reward_model import (check_bradley_terry_loss, check_ranking_to_pairs, check_reward_model,

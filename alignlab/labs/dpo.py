@@ -16,8 +16,8 @@ from .. import losses
 from ..bandit import Bandit
 from ..dpo import sequence_logps
 from ..train import Batch, LossFn
-from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
-                   student_function, wrong)
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, guarded,
+                   passed, student_function, wrong)
 
 REQUIRED_CELLS["lab4_dpo"] = {"dpo_loss": "code", "test_dpo_loss": "code", "implicit_reward": "code",
                               "test_implicit_reward": "code", "test_dpo_run": "code"}
@@ -129,6 +129,7 @@ def hidden_implicit_reward(fn: Callable | None = None, seed: int = 0) -> None:
 def dpo_train_loss(loss_fn: Callable, beta: float) -> LossFn:
     """A `train` loss from the student's DPO loss on a `dpo.pair_batches` batch (summed response
     log-probs, reference log-probs precomputed), weighted by the step's pairs as `dpo._dpo`."""
+    loss_fn = guarded("dpo_loss", loss_fn)
     def fn(model, batch: Batch, n_pairs: torch.Tensor):
         total, _ = sequence_logps(model, batch)  # (2B,) chosen rows, then rejected
         c, r = total.chunk(2)

@@ -12,8 +12,8 @@ import torch
 
 from .. import losses
 from ..ppo import Objectives
-from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
-                   student_function, wrong)
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, guarded,
+                   passed, student_function, wrong)
 
 REQUIRED_CELLS["lab3_ppo"] = {"kl_penalized_rewards": "code", "test_kl_penalized_rewards": "code",
                               "gae": "code", "test_gae": "code", "ppo_clip_loss": "code",
@@ -222,6 +222,8 @@ def hidden_ppo_clip_loss(fn: Callable | None = None, seed: int = 0) -> None:
 def ppo_objectives(kl_penalized_rewards: Callable, gae: Callable, ppo_clip_loss: Callable) -> Objectives:
     """The student's three pieces as the trainer's `Objectives`. The surrogate is rescaled from the
     minibatch's token count to the optimizer step's (`num_tokens`), as `losses.ppo_clip_loss` does."""
+    kl_penalized_rewards, gae = guarded("kl_penalized_rewards", kl_penalized_rewards), guarded("gae", gae)
+    ppo_clip_loss = guarded("ppo_clip_loss", ppo_clip_loss)
     def clip(logprobs, old_logprobs, advantages, mask, clip_eps=0.2, num_tokens=None):
         loss = ppo_clip_loss(logprobs, old_logprobs, advantages, mask, clip_eps)
         scale = 1.0 if num_tokens is None else mask.sum() / num_tokens

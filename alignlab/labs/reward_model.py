@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from .. import losses
 from ..reward import Group, group_batches
 from ..train import Batch, BatchFn, LossFn
-from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
-                   student_function, wrong)
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, guarded,
+                   passed, student_function, wrong)
 
 REQUIRED_CELLS["lab2_reward_model"] = {"bradley_terry_loss": "code", "test_bradley_terry_loss": "code",
                                        "ranking_to_pairs": "code", "test_ranking_to_pairs": "code",
@@ -134,11 +134,12 @@ def hidden_ranking_to_pairs(fn: Callable | None = None, seed: int = 0, trials: i
 def rm_batches(tokenizer, groups: list[Group], groups_per_batch: int, pairs_fn: Callable,
                seed: int = 0) -> BatchFn:
     """`reward.group_batches` with each group's pairs from `pairs_fn(ranking)` (the student's)."""
-    return group_batches(tokenizer, groups, groups_per_batch, seed, pairs_fn)
+    return group_batches(tokenizer, groups, groups_per_batch, seed, guarded("ranking_to_pairs", pairs_fn))
 
 
 def rm_loss(bt_fn: Callable) -> LossFn:
     """A `train` loss from the student's Bradley-Terry loss (as `reward.rm_loss`)."""
+    bt_fn = guarded("bradley_terry_loss", bt_fn)
     def loss_fn(model, batch: Batch, num_pairs: torch.Tensor):
         r = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, 0]  # (N,)
         loss = bt_fn(r[batch["chosen"]], r[batch["rejected"]])

@@ -12,8 +12,8 @@ import torch
 
 from .. import losses, train
 from ..train import Batch, BatchFn, LossFn
-from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, passed,
-                   student_function, wrong)
+from .core import (REQUIRED_CELLS, LabCheckError, as_tensor, call, close, compare_random, expected, guarded,
+                   passed, student_function, wrong)
 
 REQUIRED_CELLS["lab1_sft"] = {"response_mask": "code", "test_response_mask": "code", "masked_nll": "code",
                               "test_masked_nll": "code", "test_sft_run": "code"}
@@ -146,6 +146,7 @@ def sft_batches(tokenizer, pairs: list[tuple[str, str]], batch_size: int, max_le
                 mask_fn: Callable, seed: int = 0) -> BatchFn:
     """`train.sft_batches` with the targets chosen by the student's `mask_fn(attention_mask,
     prompt_lengths)`, applied to the whole dialog (B, T + 1) and then shifted with the labels."""
+    mask_fn = guarded("response_mask", mask_fn)
     return train.sft_batches(tokenizer, pairs, batch_size, max_length, seed,
                              mask_fn=lambda attn, prompts: mask_fn(attn, prompts).float())
 
@@ -153,6 +154,7 @@ def sft_batches(tokenizer, pairs: list[tuple[str, str]], batch_size: int, max_le
 def sft_loss(nll_fn: Callable) -> LossFn:
     """A `train` loss from the student's masked NLL; rescaled from the micro-batch's token count
     to the step's, so accumulation over micro-batches matches one big batch (`losses.nll_loss`)."""
+    nll_fn = guarded("masked_nll", nll_fn)
     def loss_fn(model, batch: Batch, num_tokens: torch.Tensor):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = nll_fn(logits, batch["labels"], batch["mask"])
