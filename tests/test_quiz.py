@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from alignlab.quiz import QuizError, author, check, load_bank, quiz, store
-from alignlab.quiz.bank import decode, encode, normalise
+from alignlab.quiz.bank import Bank, decode, encode, normalise
 from alignlab.quiz.check import parse_number
 from alignlab.quiz.widgets import Message, Quiz
 
@@ -97,6 +97,75 @@ def test_encoding_round_trip_and_normalise():
         assert decode("salt", "ctx", encode("salt", "ctx", value)) == value
     assert encode("salt", "a", "x") != encode("salt", "b", "x")
     assert normalise("  Condorcet   CYCLE. ") == normalise("condorcet cycle")
+
+
+@pytest.mark.parametrize("typed", ["Condorcet's paradox", "condorcet paradox", "Condorcet-paradox",
+                                   " CONDORCET PARADOX. ", "Condorcet’s  paradox", "the Condorcet paradox"])
+def test_short_text_accepts_what_a_reader_types(typed):
+    assert check(load_bank("02"), "cycle-name", typed).correct
+
+
+@pytest.mark.parametrize("a,b", [("Bradley–Terry", "bradley terry"), ("players' choice", "players choice"),
+                                 ("ignore_index", "ignore index"), ("−0.5", "-0.5"), ("~0", "0")])
+def test_normalise_joins_spellings(a, b):
+    assert normalise(a) == normalise(b)
+
+
+@pytest.mark.parametrize("a,b", [("-0.5", "0.5"), ("0.5", "05"), ("KL(q ‖ p)", "KL(p ‖ q)")])
+def test_normalise_keeps_what_changes_the_meaning(a, b):
+    assert normalise(a) != normalise(b)
+
+
+def test_short_text_still_rejects_wrong_answers():
+    bank = load_bank("02")
+    for typed in ("Condorcet winner", "paradox", "Arrow's paradox", "Simpson's paradox"):
+        assert not check(bank, "cycle-name", typed).correct, typed
+    assert "older name" in check(bank, "cycle-name", "Arrow’s Paradox").feedback[0]
+    assert check(load_bank("04"), "gradient-weight", "  Nearly-zero.").correct
+    assert not check(load_bank("04"), "gradient-weight", "0.5").correct
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_text_answers_stay_distinct_after_normalising(src):
+    for q in yaml.safe_load(src.read_text())["questions"]:
+        if q["type"] == "string":
+            keys = [normalise(a["answer"]) for a in q["answers"]]
+            assert len(set(keys)) == len(keys) and all(keys), (q["id"], keys)
+
+
+def numeric_bank(rules: list[dict]) -> Bank:
+    q = {"id": "sigma-one", "type": "numeric", "question": "σ(1)?", "answers": rules}
+    return Bank(chapter="99", title="test", salt="s", questions=[author.encode_question(q, "s")])
+
+
+@pytest.mark.parametrize("typed,close", [("3/4", True), ("0.70", True), ("0.5", False), ("0.9", False)])
+def test_numeric_near_miss_says_close_without_the_answer(typed, close):
+    bank = numeric_bank([{"value": 0.731, "tolerance": 0.01, "correct": True}])
+    verdict = check(bank, "sigma-one", typed)
+    assert not verdict.correct
+    if close:
+        assert verdict.feedback == ["Close — within 0.05 of the answer, outside its tolerance of 0.01."]
+    else:
+        assert verdict.feedback == []
+    assert not any("0.731" in f for f in verdict.feedback)
+
+
+def test_numeric_exact_answers_and_authors_feedback_win_over_close():
+    bank = numeric_bank([{"value": 0.731, "tolerance": 0.01, "correct": True},
+                         {"value": 0.75, "tolerance": 0.001, "correct": False, "feedback": "That is 3/4, not σ(1)."}])
+    assert check(bank, "sigma-one", "0.731").correct and check(bank, "sigma-one", "0.74").feedback == []
+    assert check(bank, "sigma-one", "3/4").feedback == ["That is 3/4, not σ(1)."]
+    count = numeric_bank([{"value": 15, "correct": True}])  # exact: close means within 10%
+    assert check(count, "sigma-one", "14").feedback == ["Close — within 1.5 of the answer, but it must be exact."]
+    assert check(count, "sigma-one", "12").feedback == []
+
+
+def test_numeric_near_miss_in_the_widget(home):
+    view = quiz("02")["labeler-agreement"]  # 0.82 ± 0.005
+    view.input.value = "0.83"
+    view.button.click()
+    assert "Not quite" in view.feedback.value and "Close — within 0.025 of the answer" in view.feedback.value
+    assert "0.82" not in view.feedback.value
 
 
 @pytest.mark.parametrize("text,value", [("0.73", 0.73), (" 3/4 ", 0.75), ("73%", 0.73), ("1e-2", 0.01),
@@ -188,12 +257,14 @@ def test_reopening_restores_answers_and_score(home, capsys):
 def test_corrupt_progress_is_kept_aside(home):
     home.mkdir(parents=True)
     store.path().write_text('{"version": 1, "chapters": {"02": ')  # a write cut short
-    q = quiz("02")
+    q = quiz("02")  # opening a quiz only reads: the file is reported, not moved
+    assert "could not be read" in q._notices.value and "quiz_progress.json" in q._notices.value
+    assert not list(home.glob("quiz_progress.corrupt-*.json"))
+    q["bt-probability"].input.value = "0.731"
+    q["bt-probability"].button.click()  # writing sets it aside first
     aside = list(home.glob("quiz_progress.corrupt-*.json"))
     assert len(aside) == 1 and aside[0].read_text().startswith('{"version": 1')
-    assert "could not be read" in q._notices.value and aside[0].name in q._notices.value
-    q["bt-probability"].input.value = "0.731"
-    q["bt-probability"].button.click()
+    assert aside[0].name in q["bt-probability"].feedback.value
     assert saved("02")["score"] == 1
 
 

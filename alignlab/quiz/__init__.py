@@ -10,6 +10,7 @@ not security).
 """
 from __future__ import annotations
 
+from alignlab import cache
 from alignlab.quiz import store as _store
 from alignlab.quiz.bank import QuizError, chapters, load_bank
 from alignlab.quiz.check import Verdict, check
@@ -30,8 +31,31 @@ def quiz(chapter: str | int, questions: list[str] | None = None) -> Quiz | Messa
                        "Reinstall alignlab, or rebuild the banks with `alignlab quiz build`.")
 
 
-def progress() -> None:
-    """Print each chapter's saved score: questions answered correctly and attempts made."""
-    totals = {c: (b.title, len(b.questions)) for c in chapters() for b in [load_bank(c)]}
-    print(f"Quiz progress ({_store.path()}):")
-    print("\n".join(_store.summary_rows(totals)))
+def progress(recover: bool = False) -> None:
+    """Print each chapter's saved score: questions answered correctly and attempts made.
+
+    Read-only: a damaged progress file is reported (what could not be read, and where the file
+    is) but left in place. With `recover=True`, first merge the readable entries of every
+    set-aside copy (`quiz_progress.corrupt-*.json`, kept beside it when a damaged file was
+    replaced) back into your progress, and say how many came from which file; the copies stay.
+    """
+    if recover:
+        try:
+            lines = _store.recover()
+        except QuizError as e:  # a newer alignlab's file: never written by this one
+            print(e)
+            return
+        print("Recovering quiz progress:")
+        print("\n".join(f"  {line}" for line in lines))
+    try:
+        reading = _store.read()
+    except OSError as e:
+        print(f"Your quiz progress ({cache.shown(_store.path())}) could not be opened ({e}).")
+        return
+    note = _store.describe(reading)
+    if reading.newer is None:
+        totals = {c: (b.title, len(b.questions)) for c in chapters() for b in [load_bank(c)]}
+        print(f"Quiz progress ({cache.shown(_store.path())}):")
+        print("\n".join(_store.summary_rows(totals, reading.data)))
+    if note:
+        print(note)

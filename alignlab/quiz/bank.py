@@ -63,13 +63,24 @@ def decode(salt: str, context: str, blob: str):
     return json.loads(bytes(a ^ b for a, b in zip(raw, key)).decode())
 
 
+_APOSTROPHES = re.compile(r"[\u2018\u2019\u02bc\u0060\u00b4]")  # ‘ ’ ʼ ` ´ → '
+_WORD = re.compile(r"(?<![^\W_])-?\d+(?:\.\d+)?|[^\W_]+")
+"""A number (with its minus sign and decimals, unless the minus joins it to a word: k-3) or a run of
+letters and digits; everything between — spaces, hyphens, dashes, underscores, punctuation — is a
+word break."""
+
+
 def normalise(text: str) -> str:
-    """How short-text answers are compared: Unicode NFKC, case-folded, inner whitespace
-    collapsed, surrounding spaces and trailing punctuation dropped ("  Bradley–Terry. " and
-    "bradley–terry" match)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"\s+", " ", text).strip()
-    return text.rstrip(".!?;:,").strip()
+    """How short-text answers are compared, when banks are built and when answers are checked:
+    Unicode NFKC, case-folded, possessives dropped ('s → nothing, s' → s), then only the words
+    kept, one space apart. So "Condorcet's paradox", "condorcet paradox", "Condorcet-paradox" and
+    " CONDORCET PARADOX. " all read "condorcet paradox"; "Bradley–Terry" reads "bradley terry";
+    "−0.5" keeps its sign and decimals. What normalising cannot reach — synonyms, plurals, an
+    article — is listed in the source as more accepted answers."""
+    text = unicodedata.normalize("NFKC", text).casefold().replace("\u2212", "-")  # − (minus) → -
+    text = _APOSTROPHES.sub("'", text)
+    text = re.sub(r"(?<=\w)'s\b", "", text).replace("'", "")  # Condorcet's → condorcet; players' → players
+    return " ".join(_WORD.findall(text))
 
 
 # --- the bank -------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ single choice, a list of option texts for "select all that apply", a number or t
 number for numeric questions, any text for short-text ones — and returns a `Verdict`. An
 answer the quiz cannot read (nothing chosen, text in a numeric box, an unknown option) raises
 `QuizError` with a message for the student, never a bare traceback.
+A wrong number near a right one is told it is close, and how close, never the answer
+(`near_miss`).
 """
 from __future__ import annotations
 
@@ -113,14 +115,42 @@ def _matches(rule: dict, x: float) -> bool:
     return rule.get("type") == "default"
 
 
+NEAR_TOLERANCES = 5
+"""A wrong number within this many tolerances of a right `value` is called close."""
+NEAR_RELATIVE = 0.1
+"""For a right `value` with no tolerance (it must be exact): close means within 10% of its size."""
+
+
+def near_band(rule: dict) -> float:
+    """How far from a right `value` rule's value a wrong answer still counts as close:
+    `NEAR_TOLERANCES` × its tolerance, or `NEAR_RELATIVE` × |value| when the tolerance is 0 (an
+    exact answer, e.g. a count: 14 for 15 is close). A value of 0 with no tolerance has no band."""
+    tol = rule.get("tolerance", 0.0)
+    return NEAR_TOLERANCES * tol if tol > 0 else NEAR_RELATIVE * abs(rule["value"])
+
+
+def near_miss(rules: list[dict], x: float) -> str | None:
+    """A word for a wrong answer `x` that lies near a right answer, without giving the answer:
+    "Close — within 0.05 of the answer, outside its tolerance of 0.01." Only `value` rules count
+    (a right `range` already says how wide it is); None when `x` is near none."""
+    for rule in rules:
+        if not (rule.get("correct") and "value" in rule):
+            continue
+        band, tol = near_band(rule), rule.get("tolerance", 0.0)
+        if abs(x - rule["value"]) <= band + 1e-12:
+            outside = f"outside its tolerance of {tol:g}" if tol > 0 else "but it must be exact"
+            return f"Close — within {round(band, 12):g} of the answer, {outside}."
+    return None
+
+
 def _check_numeric(bank: Bank, q: dict, answer) -> Verdict:
     x = parse_number(answer)
     rules = decode(bank.salt, f"{q['id']}/numeric", q["answers"])
-    for rule in rules:
-        if _matches(rule, x):
-            fb = [rule["feedback"]] if rule.get("feedback") else []
-            return Verdict(bool(rule.get("correct", False)), fb, x)
-    return Verdict(False, [], x)
+    rule = next((r for r in rules if _matches(r, x)), {})
+    verdict = Verdict(bool(rule.get("correct", False)), [rule["feedback"]] if rule.get("feedback") else [], x)
+    if not verdict.correct and not verdict.feedback:  # an author's own feedback says more
+        verdict.feedback = [m for m in [near_miss(rules, x)] if m]
+    return verdict
 
 
 def _check_string(bank: Bank, q: dict, answer) -> Verdict:

@@ -102,6 +102,8 @@ class QuestionView:
         try:
             store.record(self.bank.chapter, self.qid, len(self.bank.questions), verdict.answer,
                             verdict.correct, notices)
+        except store.ProgressTooNew as e:  # a newer alignlab's file: say so, save nothing
+            notices.append(str(e))
         except OSError as e:
             notices.append(f"Your answer was checked but could not be saved: {e}.")
         for n in notices:
