@@ -1,7 +1,7 @@
 """The zoo: named, cached checkpoints (`tokenizer`, `base`, `sft`, …), built on a miss.
 
     entry = zoo.get("sft")            # trains tokenizer → base → sft if they are not cached
-    model, tok = entry.load()
+    model, tok = entry.load()         # a LlamaForCausalLM; for `rm` a reward model (entry.kind)
 
 An entry lives in `$ALIGNLAB_HOME/zoo/<profile>/<name>-<key>/`, where the key hashes the recipe's
 version, the profile fields it reads, the world's version and the keys of the entries it was
@@ -29,15 +29,31 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from filelock import FileLock
 
 from .cache import home, set_aside, shown, write_atomic  # noqa: F401  (zoo.home, zoo.shown: chapter 0 prints them)
 from .profiles import Profile, ProfileView, read, resolve, whole
 
+if TYPE_CHECKING:  # annotations only: importing the zoo imports no transformers
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
 MANIFEST = "MANIFEST.json"
 META = "meta.json"
+
+
+CAUSAL_LM, REWARD_MODEL, OTHER_MODEL = "causal_lm", "reward_model", "other_model"
+TOKENIZER, DATA = "tokenizer", "data"
+"""What an entry holds (`Entry.kind`): a language model (base, sft and every PPO/DPO run), a reward
+model (`rm…`: a scalar head on the backbone), a model of another class (no chapter's recipe makes
+one; a lab's might), a tokenizer alone, or data (`rm_data`)."""
+_NOT_A_MODEL = {OTHER_MODEL: "its config.json names another model class; load it with that transformers class",
+                TOKENIZER: "it holds a tokenizer only; use entry.tokenizer()",
+                DATA: "it holds data, not a model; read the files in entry.path "
+                      "(rm_data: alignlab.reward.load_groups(entry.path))"}
+_HEADS = {"ForCausalLM": CAUSAL_LM, "ForSequenceClassification": REWARD_MODEL}
+"""The kind of a model entry, by the end of the class name its config.json records."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +69,31 @@ class Entry:
         """What the build recorded: training history, parameter count, build time, …"""
         return json.loads((self.path / META).read_text())
 
-    def load(self, device=None, dtype=None):
-        """(model, tokenizer) for model entries; see `alignlab.models.load`."""
+    @property
+    def kind(self) -> str:
+        """CAUSAL_LM, REWARD_MODEL, OTHER_MODEL, TOKENIZER or DATA. Read from the files the build
+        saved (the model class transformers recorded in config.json), not from the key: entries
+        cached before kinds existed keep their keys and folders, and are not rebuilt for it."""
+        config = self.path / "config.json"
+        if config.exists():
+            architecture = (json.loads(config.read_text()).get("architectures") or [""])[0]  # LlamaFor…
+            return next((k for head, k in _HEADS.items() if architecture.endswith(head)), OTHER_MODEL)
+        return TOKENIZER if (self.path / "tokenizer.json").exists() else DATA
+
+    def load(self, device=None, dtype=None) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+        """(model, tokenizer), the model in eval mode on `device`: a `LlamaForCausalLM` for a
+        language model (`alignlab.models.load`; dtype default: bf16 on a GPU, else fp32), a
+        `LlamaForSequenceClassification` for a reward model (`alignlab.reward.load_reward_model`;
+        dtype default: fp32), as the chapters load them. Any other kind raises TypeError saying
+        how to read it (`entry.tokenizer()`, `reward.load_groups(entry.path)`)."""
+        kind = self.kind
+        if kind == REWARD_MODEL:
+            import torch
+
+            from .reward import load_reward_model
+            return load_reward_model(self.path, device=device, dtype=dtype or torch.float32)
+        if kind != CAUSAL_LM:
+            raise TypeError(f"zoo entry {self.name!r} cannot be loaded as a model: {_NOT_A_MODEL[kind]}")
         from .models import load
         return load(self.path, device=device, dtype=dtype)
 
@@ -269,19 +308,37 @@ def cached_run(name: str, config: dict, fn: Callable[[], dict], profile: str | N
     return result
 
 
+SET_ASIDE = "*.corrupt-*"
+"""What `cache.set_aside` names a damaged entry folder or cached run it moved out of the way."""
+
+
+def _size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return round(sum(f.stat().st_size for f in files) / 1e6, 2)
+
+
 def entries(profile: str | None = None) -> list[dict]:
-    """Everything in the cache (optionally one profile): name, profile, size, state."""
-    root, out = home() / "zoo", []
-    for d in sorted(root.glob(f"{profile or '*'}/*")):
-        if d.is_dir() and not d.name.startswith("."):
-            size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-            state = "damaged (kept aside)" if ".corrupt-" in d.name else (verify(d) or "ok")
-            out.append({"profile": d.parent.name, "entry": d.name, "mb": round(size / 1e6, 2), "state": state})
+    """The cached entries (optionally of one profile): name, profile, size, state (`ok` or what is
+    wrong). Copies set aside as corrupt are not entries: `set_aside_copies` lists them."""
+    out = []
+    for d in sorted((home() / "zoo").glob(f"{profile or '*'}/*")):
+        if d.is_dir() and not d.name.startswith(".") and not d.match(SET_ASIDE):
+            out.append({"profile": d.parent.name, "entry": d.name, "mb": _size_mb(d), "state": verify(d) or "ok"})
     return out
 
 
+def set_aside_copies(profile: str | None = None) -> list[dict]:
+    """Damaged entries and cached runs the zoo set aside instead of deleting (optionally of one
+    profile): profile, what (`entry` or `run`), name, size, path. Nothing reads them again."""
+    return [{"profile": p.parent.name, "what": what, "entry": p.name, "mb": _size_mb(p), "path": p}
+            for sub, what in (("zoo", "entry"), ("runs", "run"))
+            for p in sorted((home() / sub).glob(f"{profile or '*'}/{SET_ASIDE}"))]
+
+
 def clean(profile: str | None = None) -> int:
-    """Delete cached entries and runs (of one profile, or all). Returns how many were removed."""
+    """Delete cached entries and runs (of one profile, or all), with the copies set aside as
+    corrupt and interrupted builds' checkpoints; quiz progress and results stay. Returns how many
+    profile folders (under zoo/ and runs/) were removed."""
     n = 0
     for sub in ("zoo", "runs"):
         for d in (home() / sub).glob(profile or "*"):
@@ -289,3 +346,14 @@ def clean(profile: str | None = None) -> int:
             n += 1
     return n
 
+
+def clean_set_aside(profile: str | None = None) -> int:
+    """Delete only the copies set aside as corrupt (of one profile, or all); every entry and
+    cached run stays. Returns how many were removed."""
+    copies = set_aside_copies(profile)
+    for c in copies:
+        if c["path"].is_dir():
+            shutil.rmtree(c["path"])
+        else:
+            c["path"].unlink()
+    return len(copies)

@@ -117,6 +117,7 @@ def test_damage_twice_keeps_every_copy(alignlab_home, tiny_profile):
         (entry.path / zoo.MANIFEST).unlink()
         assert zoo.verify(zoo.get("tokenizer", tiny_profile).path) is None
     assert len(list(entry.path.parent.glob(entry.path.name + ".corrupt-*"))) == 2
+    assert [r["entry"] for r in zoo.entries()] == [entry.path.name]  # the copies are not entries
 
     zoo.cached_run("exp", {}, lambda: {"x": 1}, "ci")
     (run,) = (alignlab_home / "runs" / "ci").glob("exp-*.json")
@@ -125,6 +126,7 @@ def test_damage_twice_keeps_every_copy(alignlab_home, tiny_profile):
         assert zoo.cached_run("exp", {}, lambda: {"x": x}, "ci") == {"x": x}
     aside = sorted(p.read_text() for p in run.parent.glob(run.stem + ".corrupt-*.json"))
     assert aside == ["{broken 2", "{broken 3"]
+    assert sorted(c["what"] for c in zoo.set_aside_copies("ci")) == ["entry", "entry", "run", "run"]
 
 
 def test_set_aside_in_the_same_second_never_overwrites(tmp_path, monkeypatch):
@@ -158,6 +160,28 @@ def test_write_atomic_leaves_the_old_file_when_a_write_fails(tmp_path):
         raise RuntimeError("killed mid-write")
     cache.write_atomic(tmp_path / "other.json", "new")
     assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["other.json", "state.json"]
+
+
+def test_an_entry_knows_its_kind_and_loads_as_one(alignlab_home, tiny_profile):
+    """`rm` loads with its trained score head (a causal LM would drop it); entries that are not
+    models say how to read them. The kind comes from the saved files, so no key changes."""
+    import torch
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+
+    from alignlab import reward
+    rm = zoo.get("rm", tiny_profile)
+    kinds = {n: zoo.get(n, tiny_profile).kind for n in ("tokenizer", "sft", "rm_data", "rm")}
+    assert kinds == {"tokenizer": zoo.TOKENIZER, "sft": zoo.CAUSAL_LM, "rm_data": zoo.DATA, "rm": zoo.REWARD_MODEL}
+    model, tok = rm.load(device="cpu")
+    expected, _ = reward.load_reward_model(rm.path, device="cpu")
+    assert isinstance(model, LlamaForSequenceClassification) and model.dtype == torch.float32
+    assert model.score.weight.abs().sum() > 0 and tok.eos_token_id is not None  # the trained head, not dropped
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), expected.state_dict().values()))
+    assert isinstance(zoo.get("sft", tiny_profile).load(device="cpu")[0], LlamaForCausalLM)
+    with pytest.raises(TypeError, match=r"'tokenizer'.*tokenizer only; use entry\.tokenizer\(\)"):
+        zoo.get("tokenizer", tiny_profile).load()
+    with pytest.raises(TypeError, match=r"'rm_data'.*holds data.*reward\.load_groups"):
+        zoo.get("rm_data", tiny_profile).load()
 
 
 def test_rebuild_requested(alignlab_home, tiny_profile, capsys):
