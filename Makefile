@@ -31,8 +31,12 @@ $(STAMP): pyproject.toml
 
 venv .venv: $(STAMP)
 
+# As root (the default user of Docker images and many cloud notebook machines) JupyterLab refuses
+# to start without --allow-root; pass it then, and say so.
+USER_ID ?= $(shell id -u)
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=. chapters/00_how_to_use.ipynb
+	@if [ "$(USER_ID)" = 0 ]; then echo "[make] running as root: starting JupyterLab with --allow-root"; fi
+	$(BIN)/jupyter lab $(if $(filter 0,$(USER_ID)),--allow-root) --notebook-dir=. chapters/00_how_to_use.ipynb
 
 zoo: $(STAMP)
 	ALIGNLAB_PROFILE=$(PROFILE) $(BIN)/alignlab zoo build --profile $(PROFILE)
