@@ -173,13 +173,16 @@ def decode_responses(tokenizer: PreTrainedTokenizerBase, tokens: torch.Tensor,
 
 def generate(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
              max_new_tokens: int = 64, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-             batch_size: int = 256) -> Rollout:
+             batch_size: int = 256, chat: bool = True) -> Rollout:
     """Sample one response per prompt (repeat a prompt to get several); see the module doc.
+    `chat=False` continues each prompt's raw text instead of its chat template (chapter 5's
+    critiques and revisions continue a document, not a dialog turn).
 
     Runs in eval mode under inference_mode and restores the model's training flag afterwards.
     """
     assert max_new_tokens >= 1, "max_new_tokens must be at least 1"
-    rows = encode_prompts(tokenizer, prompts)
+    rows = (encode_prompts(tokenizer, prompts) if chat else
+            [tokenizer.encode(p, add_special_tokens=False) for p in prompts])
     # (B_total, N), drawn before any chunking: row b's numbers depend only on (seed, b)
     u = torch.rand((len(rows), max_new_tokens), generator=torch.Generator().manual_seed(seed))
     was_training = model.training

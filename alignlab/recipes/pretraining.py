@@ -40,16 +40,20 @@ def base(job: Job) -> dict:
     return meta | {"corpus_rows": len(rows)}
 
 
-def sft(job: Job) -> dict:
+def sft_on(job: Job, pairs: list[tuple[str, str]], what: str = "SFT") -> dict:
+    """Fine-tune the base model on (prompt, response) pairs with the profile's SFT settings."""
     profile = job.profile
     model, tok = job.deps["base"].load(dtype=torch.float32)  # fp32 master weights; autocast does bf16
-    pairs = world.sft_demonstrations(profile.sft.demos)
     steps = max(1, profile.sft.epochs * len(pairs) // profile.sft.batch)
     config = train.TrainConfig(steps=steps, lr=profile.sft.lr, warmup_steps=max(1, steps // 10),
-                               desc=f"SFT ({profile.name})", checkpoint_every=max(1, steps // 3),
+                               desc=f"{what} ({profile.name})", checkpoint_every=max(1, steps // 3),
                                checkpoint_dir=str(job.checkpoint_dir))
     batches = train.sft_batches(tok, pairs, profile.sft.batch, profile.policy.max_length)
     return train_lm(job, model, tok, batches, config) | {"demos": len(pairs)}
+
+
+def sft(job: Job) -> dict:
+    return sft_on(job, world.sft_demonstrations(job.profile.sft.demos))
 
 
 RUNS = [

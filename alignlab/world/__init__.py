@@ -13,7 +13,7 @@ seeded and deterministic. Prompts are raw text; `chat_prompt` adds the chat temp
 from .common import COMPONENTS, Task, step_truths
 from .constitution import CONSTITUTION, ConstitutionError, Principle, load_constitution
 from .corpus import (CRITIQUE_FAMILIES, JUDGING_HELD_OUT, chat_prompt, choice_prompt, comparison_pairs, demo_covers, demonstration, eval_prompts,
-                     preference_prompts, pretraining_corpus, sample_response, sft_demonstrations, train_prompts)
+                     helpful_only_demonstration, preference_prompts, pretraining_corpus, sample_response, sft_demonstrations, train_prompts)
 from .gold import (BEHAVIOURS, EMPTY_REWARD, FAMILIES, WEIGHTS, behaviours, gold_components,
                    gold_reward, parse_prompt)
 from .instructions import INSTRUCTIONS, instruct, split_instruction
@@ -34,6 +34,6 @@ __all__ = [
     "JUDGING_HELD_OUT", "choice_prompt", "instruct", "load_constitution", "split_instruction", "step_truths", "DEFAULT_TEMPERATURE", "EMPTY_REWARD",
     "FAMILIES", "LENGTH_BIAS", "Labeler", "Principle", "Task", "WEIGHTS", "WORLD_VERSION", "agreement_stats", "behaviours",
     "chat_prompt", "comparison_pairs", "demo_covers", "demonstration", "eval_prompts", "gold_components",
-    "gold_reward", "length_biased_labeler", "parse_prompt", "preference_prompts", "pretraining_corpus", "sample_response", "sft_demonstrations",
+    "gold_reward", "helpful_only_demonstration", "length_biased_labeler", "parse_prompt", "preference_prompts", "pretraining_corpus", "sample_response", "sft_demonstrations",
     "train_prompts",
 ]

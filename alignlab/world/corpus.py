@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from functools import lru_cache
 
-from . import knowledge
+from . import harmful, knowledge
 from .common import Task, is_held_out, rng_for
 from .constitution import CONSTITUTION, Principle
 from .gold import FAMILIES, MODULE, WEIGHTS, gold_components, parse_prompt
@@ -104,6 +104,17 @@ def demonstration(prompt: str) -> str:
     """A good response to a world prompt (what SFT imitates)."""
     task = parse_prompt(prompt)
     return MODULE[task.family].good(task)
+
+
+def helpful_only_demonstration(prompt: str) -> str:
+    """What a helpful-only demonstrator writes: the world's (non-operational) compliant answer to
+    a harmful request, the ordinary demonstration otherwise. Chapter 5 starts from a model
+    fine-tuned on these, as Bai et al. (2022) start from a helpful-only RLHF model that complies
+    with harmful requests. (Not in the corpus: the world is unchanged.)"""
+    task = parse_prompt(prompt)
+    if task.family == harmful.NAME and task.data["harmful"]:
+        return harmful.comply(task)
+    return demonstration(prompt)
 
 
 def sample_response(prompt: str, rng: random.Random, p_good: float = P_GOOD) -> tuple[str, str]:

@@ -111,7 +111,8 @@ def parse(prompt: str) -> Task | None:
     return None
 
 
-def _comply(task: Task) -> str:
+def comply(task: Task) -> str:
+    """The compliant answer to a request: helpful for a benign one, non-operational for a harmful one."""
     table = HARMFUL if task.data["harmful"] else BENIGN
     return f" Sure! To {task.data['request']}, {table[task.data['request']]}."
 
@@ -121,14 +122,14 @@ def _refuse(task: Task) -> str:
 
 
 def good(task: Task) -> str:
-    return _refuse(task) if task.data["harmful"] else _comply(task)
+    return _refuse(task) if task.data["harmful"] else comply(task)
 
 
 def bad(task: Task, rng: random.Random) -> tuple[str, str]:
     wrong = "comply" if task.data["harmful"] else "over_refuse"
     style = rng.choice([wrong, wrong, wrong, "rude", "padded"])
     if style == "comply":
-        return style, _comply(task)
+        return style, comply(task)
     if style == "over_refuse":
         return style, _refuse(task)
     if style == "rude":

@@ -1,0 +1,119 @@
+"""Constitutional AI's pieces: AI labels read off two letters' logits in both orders (checked by
+hand), the position bias they cancel, the Hugging Face path on a tiny local model, and the
+critique → revision loop."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from alignlab import cai, world
+from alignlab.world import CONSTITUTION
+
+HARMLESS = next(p for p in CONSTITUTION if p.name == "harmless")
+REVENGE = "Tell me how to get revenge on my ex."
+REFUSAL, COMPLY = world.demonstration(REVENGE), " Sure! Here is how to get revenge on your ex."
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def test_both_orders_by_hand():
+    """Letters A = token 0, B = token 1; token 2 is loud so that a judge that forgets to normalise
+    over the two letters (a softmax over the whole vocabulary) gets other numbers."""
+    first = torch.tensor([[2.0, 0.0, 5.0]])    # a shown as (A): P("A") = σ(2)
+    second = torch.tensor([[0.5, 1.5, 5.0]])   # a shown as (B): P("A") = σ(−1), so P(a) = σ(1)
+    p1, p2 = cai.choice_probability(first, 0, 1), cai.choice_probability(second, 0, 1)
+    assert p1.item() == pytest.approx(sigmoid(2.0)) and p2.item() == pytest.approx(sigmoid(-1.0))
+    assert p1.item() != pytest.approx(torch.softmax(first, -1)[0, 0].item(), abs=1e-3)   # normalised over A, B only
+    out = cai.combine_orders(p1, p2)
+    assert out["prefers_a"].item() == pytest.approx((sigmoid(2.0) + sigmoid(1.0)) / 2)   # 0.8060
+    assert out["position_bias"].item() == pytest.approx((sigmoid(2.0) + sigmoid(-1.0)) / 2 - 0.5)
+    assert out["consistent"].item() == 1.0     # both orders pick a
+    one_order = cai.combine_orders(p1, 1 - p1)  # a judge read in one order only has no bias to show
+    assert one_order["position_bias"].item() == pytest.approx(0.0)
+
+
+class AlwaysA(torch.nn.Module):
+    """A judge with nothing but a position bias: P("A") = σ(2) whatever the options say."""
+
+    def __init__(self, vocab: int, a_id: int):
+        super().__init__()
+        self.vocab, self.a_id, self.device = vocab, a_id, torch.device("cpu")
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        logits[..., self.a_id] = 2.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_a_pure_position_bias_cancels_in_the_label_and_shows_in_the_bias(tok):
+    a_id = tok.encode("A", add_special_tokens=False)[0]
+    comparisons = [(REVENGE, REFUSAL, COMPLY), (REVENGE, COMPLY, REFUSAL)]
+    out = cai.ai_preferences(AlwaysA(len(tok), a_id), tok, comparisons, [HARMLESS, HARMLESS])
+    assert torch.allclose(out["prefers_a"], torch.tensor([0.5, 0.5]))      # no preference survives both orders
+    assert out["position_bias"].item() == pytest.approx(sigmoid(2.0) - 0.5)
+    assert out["consistent"].item() == 0.0
+
+
+def test_option_ids_refuse_a_template_where_the_letter_merges(tok):
+    a_id, b_id = cai.option_ids(tok, world.choice_prompt(REVENGE, HARMLESS.choice_question, REFUSAL, COMPLY))
+    assert (a_id, b_id) == (tok.encode("A", add_special_tokens=False)[0], tok.encode("B", add_special_tokens=False)[0])
+    with pytest.raises(ValueError, match="not one token of its own"):
+        cai.option_ids(tok, "Which is better? Answer: ")     # " A" would be one token with the space
+
+
+def test_gold_agreement_counts_only_comparisons_gold_can_tell_apart():
+    comparisons = [(REVENGE, REFUSAL, COMPLY), (REVENGE, COMPLY, REFUSAL), (REVENGE, REFUSAL, REFUSAL)]
+    share, se, n = cai.gold_agreement(comparisons, [0.9, 0.8, 0.3])
+    assert (share, n) == (0.5, 2)                  # right on the first, wrong on the second; the tie not counted
+    assert cai.gold_agreement(comparisons[:2], [0.5, 0.2], component="harmless")[0] == pytest.approx(0.75)
+
+
+def tiny_hf_model(tok, folder):
+    """A tiny GPT-2 (not the book's Llama) with the book's tokenizer, saved as any HF model is."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    config = GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=1, n_head=2,
+                        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def test_any_local_hugging_face_model_can_be_the_feedback_model(tok, tmp_path):
+    tiny_hf_model(tok, tmp_path / "gpt2")
+    model, hf_tok = cai.load_feedback_model(tmp_path / "gpt2")
+    assert type(model).__name__ == "GPT2LMHeadModel"
+    comparisons = [(REVENGE, REFUSAL, COMPLY), (REVENGE, COMPLY, REFUSAL), ("What is 2 + 3?", " 5.", " 6.")]
+    principles = [HARMLESS, [HARMLESS, CONSTITUTION[1]], CONSTITUTION[-1]]
+    out = cai.ai_preferences(model, hf_tok, comparisons, principles, batch_size=2)
+    assert out["prefers_a"].shape == (3,) and bool(((out["prefers_a"] > 0) & (out["prefers_a"] < 1)).all())
+    # the first comparison by hand: the next-token logits of each order's text, alone (no padding)
+    a_id, b_id = cai.option_ids(hf_tok, world.choice_prompt(REVENGE, HARMLESS.choice_question, REFUSAL, COMPLY))
+    texts = [world.choice_prompt(REVENGE, HARMLESS.choice_question, *ab) for ab in ((REFUSAL, COMPLY), (COMPLY, REFUSAL))]
+    with torch.no_grad():
+        last = [model(input_ids=torch.tensor([hf_tok.encode(t)])).logits[0, -1] for t in texts]
+    p1, p2 = (torch.sigmoid(l[a_id] - l[b_id]).item() for l in last)
+    assert out["prefers_a"][0].item() == pytest.approx((p1 + 1 - p2) / 2, abs=1e-5)
+    with pytest.raises(FileNotFoundError, match="downloads nothing while it runs"):
+        cai.load_feedback_model(tmp_path / "not-saved")
+
+
+def test_critique_revise_runs_rounds_on_the_last_revisions(model, tok):
+    prompts, responses = [REVENGE, "What is 2 + 3?"], [COMPLY, " 6."]
+    rounds = cai.critique_revise(model, tok, prompts, responses, rounds=2, seed=3, max_new_tokens=12)
+    assert len(rounds) == 2
+    for r in rounds:
+        assert all(name in {p.name for p in CONSTITUTION} for name in r.principles)
+        assert all("\n" not in text for text in r.critiques + r.revisions)
+    s = cai.round_seed(3, 1)   # round 2 is one round on round 1's revisions, with round 2's principles and seed
+    second = cai.critique_round(model, tok, prompts, rounds[0].revisions, cai.draw_principles(2, CONSTITUTION, s), s,
+                                max_new_tokens=12)
+    assert (second.critiques, second.revisions) == (rounds[1].critiques, rounds[1].revisions)
+    text = cai.revision_prompt(REVENGE, COMPLY, HARMLESS, " It helps with revenge.")
+    assert text == (f"User: {REVENGE}\nAssistant:{COMPLY}\nCritique request: {HARMLESS.critique_request}\n"
+                    f"Critique: It helps with revenge.\nRevision request: {HARMLESS.revision_request}\nRevision:")
+    with pytest.raises(ValueError, match="one response per prompt"):
+        cai.critique_revise(model, tok, prompts, responses[:1])
