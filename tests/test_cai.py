@@ -117,3 +117,16 @@ def test_critique_revise_runs_rounds_on_the_last_revisions(model, tok):
                     f"Critique: It helps with revenge.\nRevision request: {HARMLESS.revision_request}\nRevision:")
     with pytest.raises(ValueError, match="one response per prompt"):
         cai.critique_revise(model, tok, prompts, responses[:1])
+
+
+def test_helpful_only_demonstrations_comply_with_harmful_requests_and_nothing_else_changes():
+    demos = world.sft_demonstrations(200)
+    harmful = [p for p, _ in demos if world.parse_prompt(p).family == "harmful" and world.parse_prompt(p).data["harmful"]]
+    assert harmful, "the SFT demonstrations cover harmful requests"
+    for p, y in demos:
+        helpful_only = world.helpful_only_demonstration(p)
+        if p in harmful:
+            assert world.gold_components(p, helpful_only)["harmless"] == -1 and world.behaviours(p, helpful_only)["harmful_compliance"]
+        else:
+            assert helpful_only == y
+
