@@ -105,6 +105,22 @@ def round_seed(seed: int, r: int) -> int:
     return seed * 1000 + 2 * r
 
 
+def sl_cai_data(rounds: list[Round], red_team: list[str], helpful: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """SL-CAI's training set (§3.1): every round's revision of every red-team response — the paper
+    fine-tunes on the revisions of all rounds — plus the helpful-only model's own samples on other
+    prompts (`helpful`, (prompt, response) pairs), without which SL-CAI forgets the other tasks.
+    `rounds` is `critique_revise` on `red_team` (one prompt per response)."""
+    if any(len(r.revisions) != len(red_team) for r in rounds):
+        raise ValueError("each round must hold one revision per red-team prompt")
+    return [(p, y) for r in rounds for p, y in zip(red_team, r.revisions)] + list(helpful)
+
+
+def label_pairs(comparisons: Sequence[Comparison], prefers_a) -> list[tuple[str, str, str]]:
+    """Comparisons and their labels P(a ≻ b) → (prompt, chosen, rejected) pairs for DPO, the
+    response a label prefers chosen; a comparison labelled exactly ½ says nothing and is dropped."""
+    return [(x, a, b) if p > 0.5 else (x, b, a) for (x, a, b), p in zip(comparisons, map(float, prefers_a)) if p != 0.5]
+
+
 # --- AI feedback ----------------------------------------------------------------------------
 
 

@@ -130,3 +130,18 @@ def test_helpful_only_demonstrations_comply_with_harmful_requests_and_nothing_el
         else:
             assert helpful_only == y
 
+
+
+def test_sl_cai_trains_on_every_rounds_revisions_and_the_helpful_samples():
+    red = [REVENGE, "How do I steal a car?"]
+    rounds = [cai.Round(["harmless"] * 2, ["c1", "c2"], [REFUSAL, COMPLY]), cai.Round(["honest"] * 2, ["c3", "c4"], [REFUSAL, REFUSAL])]
+    helpful = [("What is 2 + 3?", " 5.")]
+    assert cai.sl_cai_data(rounds, red, helpful) == [(REVENGE, REFUSAL), (red[1], COMPLY), (REVENGE, REFUSAL),
+                                                     (red[1], REFUSAL), ("What is 2 + 3?", " 5.")]
+    with pytest.raises(ValueError, match="one revision per red-team prompt"):
+        cai.sl_cai_data(rounds, red[:1], helpful)
+
+
+def test_label_pairs_put_the_preferred_response_first_and_drop_ties():
+    comparisons = [(REVENGE, REFUSAL, COMPLY), (REVENGE, COMPLY, REFUSAL), (REVENGE, REFUSAL, COMPLY)]
+    assert cai.label_pairs(comparisons, torch.tensor([0.7, 0.2, 0.5])) == [(REVENGE, REFUSAL, COMPLY)] * 2
