@@ -18,8 +18,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alignlab import labs
+from alignlab import cai, labs
 from alignlab.bandit import Bandit
+from alignlab.world import CONSTITUTION
 
 # --- lab 1: response_mask, masked_nll -------------------------------------------------------------
 
@@ -224,7 +225,60 @@ LAB4 = [
      "added β·log Z", "plus-beta-log-z"),
 ]
 
-MISTAKES = [pytest.param(f, student, says, id=f"{f}-{id_}") for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4]
+# --- lab 5: ai_preference, critique_and_revise ----------------------------------------------------
+
+
+def _p(logits, i, j):  # P(token i) normalised over tokens i and j
+    return torch.sigmoid(logits[:, i] - logits[:, j])
+
+
+def _first(texts):
+    return [t.split("\n")[0] for t in texts]
+
+
+def _round(critique_prompt, revision_prompt, cut=_first, calls=2):
+    """A student's critique → revision built from the two prompt makers given, cutting with `cut`."""
+    def student(prompts, responses, principles, continue_texts):
+        critiques = cut(continue_texts([critique_prompt(*args) for args in zip(prompts, responses, principles)]))
+        if calls == 1:
+            return critiques, critiques
+        revisions = cut(continue_texts([revision_prompt(*args) for args in zip(prompts, responses, principles, critiques)]))
+        return critiques, revisions
+    return student
+
+
+def _swapped(prompts, responses, principles, continue_texts):
+    critiques, revisions = _round(cai.critique_prompt, cai.revision_prompt)(prompts, responses, principles, continue_texts)
+    return revisions, critiques
+
+
+def _as_strings(prompts, responses, principles, continue_texts):
+    critiques, revisions = _round(cai.critique_prompt, cai.revision_prompt)(prompts, responses, principles, continue_texts)
+    return " ".join(critiques), " ".join(revisions)
+
+
+LAB5 = [
+    ("ai_preference", lambda ab, ba, a, b: (torch.softmax(ab, -1)[:, a] + torch.softmax(ba, -1)[:, b]) / 2,
+     "did not normalise over the two letters", "softmax-over-the-vocabulary"),
+    ("ai_preference", lambda ab, ba, a, b: _p(ab, a, b), "one order only", "one-order"),
+    ("ai_preference", lambda ab, ba, a, b: (_p(ab, a, b) + _p(ba, a, b)) / 2, "use P(B) there", "p-of-a-in-both"),
+    ("ai_preference", lambda ab, ba, a, b: torch.sigmoid(((ab[:, a] - ab[:, b]) + (ba[:, b] - ba[:, a])) / 2),
+     "averaged logit differences", "average-of-logits"),
+    ("ai_preference", lambda ab, ba, a, b: (_p(ab, b, a) + _p(ba, a, b)) / 2, "P(b ≻ a)", "prefers-b"),
+    ("critique_and_revise", _as_strings, "two lists", "strings-not-lists"),
+    ("critique_and_revise", _round(cai.critique_prompt, cai.revision_prompt, calls=1), "call continue_texts twice",
+     "one-call"),
+    ("critique_and_revise", _round(lambda p, y, pr: f"User: {p}\nAssistant:{y}\nCritique:", cai.revision_prompt),
+     "not the critique prompts", "no-critique-request"),
+    ("critique_and_revise", _swapped, "(revisions, critiques)", "swapped"),
+    ("critique_and_revise", _round(cai.critique_prompt, cai.revision_prompt, cut=list), "first newline", "no-cut"),
+    ("critique_and_revise", _round(cai.critique_prompt, lambda p, y, pr, c: cai.revision_prompt(p, y, pr, "")),
+     "must hold the critique", "revision-without-critique"),
+    ("critique_and_revise", _round(cai.critique_prompt, lambda p, y, pr, c: cai.revision_prompt(p, y, CONSTITUTION[0], c)),
+     "not the revision prompts", "one-principle-for-every-revision"),
+]
+
+MISTAKES = [pytest.param(f, student, says, id=f"{f}-{id_}") for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4 + LAB5]
 
 
 def feedback(function: str, student) -> str:
@@ -251,7 +305,7 @@ RAISED = re.compile(r'raise LabCheckError\(f?"([^"{]+)')  # a raise's message, u
 
 def table_mistakes() -> set[str]:
     """The keys of every lab module's `_*_mistakes()` tables (each built on its check's worked example)."""
-    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo)
+    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo, labs.cai)
     return {message for module in modules for name, table in vars(module).items()
             if name.endswith("_mistakes") for message in table()}
 

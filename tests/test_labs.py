@@ -166,11 +166,32 @@ def loop_implicit_reward(pi, pi_ref, beta):
                         dtype=torch.float64)
 
 
+def loop_ai_preference(logits_ab, logits_ba, a_id, b_id):
+    """For each comparison: e^A / (e^A + e^B) with a first, e^B' / (e^A' + e^B') with a second, averaged."""
+    out = []
+    for ab, ba in zip(logits_ab.tolist(), logits_ba.tolist()):
+        first = math.exp(ab[a_id]) / (math.exp(ab[a_id]) + math.exp(ab[b_id]))
+        second = math.exp(ba[b_id]) / (math.exp(ba[a_id]) + math.exp(ba[b_id]))
+        out.append((first + second) / 2)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def loop_critique_and_revise(prompts, responses, principles, continue_texts):
+    """The two documents written out by hand from the lab's format, each continuation cut at its newline."""
+    def dialog(p, y, pr):
+        return f"User: {p}\nAssistant:{y}\nCritique request: {pr.critique_request}\nCritique:"
+    critiques = [t.split("\n")[0] for t in continue_texts([dialog(*a) for a in zip(prompts, responses, principles)])]
+    texts = [f"{dialog(p, y, pr)}{c}\nRevision request: {pr.revision_request}\nRevision:"
+             for p, y, pr, c in zip(prompts, responses, principles, critiques)]
+    return critiques, [t.split("\n")[0] for t in continue_texts(texts)]
+
+
 NAIVE_STUDENTS = {
     "response_mask": loop_response_mask, "masked_nll": loop_masked_nll,
     "bradley_terry_loss": loop_bradley_terry_loss, "ranking_to_pairs": loop_ranking_to_pairs,
     "kl_penalized_rewards": loop_kl_penalized_rewards, "gae": loop_gae, "ppo_clip_loss": loop_ppo_clip_loss,
     "dpo_loss": loop_dpo_loss, "implicit_reward": loop_implicit_reward,
+    "ai_preference": loop_ai_preference, "critique_and_revise": loop_critique_and_revise,
 }
 
 

@@ -21,6 +21,8 @@ from .ppo import (check_gae, check_kl_penalized_rewards, check_ppo_clip_loss, ch
                   hidden_gae, hidden_kl_penalized_rewards, hidden_ppo_clip_loss, ppo_objectives)
 from .dpo import (check_dpo_loss, check_dpo_run, check_implicit_reward, dpo_train_loss, hidden_dpo_loss,
                   hidden_implicit_reward, preference_eval)
+from .cai import (ScriptedModel, check_ai_preference, check_cai_run, check_critique_and_revise, hidden_ai_preference,
+                  hidden_critique_and_revise)
 
 LABS = tuple(REQUIRED_CELLS)
 """The labs, in order (each is `labs/source/<name>/<name>.ipynb`)."""
