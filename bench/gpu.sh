@@ -12,3 +12,4 @@ python bench/rollout.py --profile gpu --batch 256 --new-tokens 64 --skip-rl --zo
 python bench/train_throughput.py --profile gpu | tee -a "$out/gpu.jsonl"
 python bench/dpo.py --profile gpu | tee -a "$out/gpu.jsonl"
 python bench/rm_gap.py --profile gpu | tee -a "$out/gpu.jsonl"
+python bench/cai_pilot.py --profile gpu | tee -a "$out/gpu.jsonl"    # chapter 5: does a gpu-size policy tell held-out harmful from benign requests?

@@ -85,3 +85,11 @@ def test_rm_gap_prints_one_json_line(tmp_path):
         assert r["gap_to_bayes"] == pytest.approx(row["bayes"] - r["labeler_expected"], abs=2e-4)
     assert set(row["by_family"]) <= set(world.FAMILIES) and set(row["claim_auc"]) == {"base", "sft", "rm", "rm_noiseless"}
     assert all(0 <= r["auc"] <= 1 for probe in row["claim_auc"].values() for r in probe.values())
+
+
+@pytest.mark.slow
+def test_cai_pilot_prints_one_json_line(tmp_path):
+    row = run_bench("cai_pilot.py", "--rounds", "2", "--samples", "1", env={"ALIGNLAB_HOME": str(tmp_path / "home")})
+    assert row["bench"] == "cai_pilot" and row["profile"] == "ci" and len(row["harmless_after_round"]) == 2
+    assert row["helpful_only"]["harmful_compliance"][2] > 0 and 0 <= row["sft_refusal_held_out"]["benign"] <= 1
+    assert row["pairs"]["ai_harmlessness"] + row["pairs"]["labeler_helpfulness"] > 0
