@@ -17,6 +17,7 @@ Hugging Face causal LM can be the feedback model (`load_feedback_model`, `templa
 """
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,15 +72,28 @@ def draw_principles(n: int, pool: Sequence[Principle] = world.CONSTITUTION, seed
     return [rng.choice(list(pool)) for _ in range(n)]
 
 
+def critique_then_revise(prompts: list[str], responses: list[str], principles: Sequence[Principle],
+                         continue_texts: Callable[[list[str]], list[str]]) -> tuple[list[str], list[str]]:
+    """(critiques, revisions) of N responses, each under its principle: the critique prompts
+    continued by `continue_texts` (one continuation per text) and cut at the first line, then the
+    revision prompts holding those critiques, likewise. Lab 5's students write this function."""
+    critiques = [first_line(t) for t in continue_texts(
+        [critique_prompt(p, y, pr) for p, y, pr in zip(prompts, responses, principles)])]
+    revisions = [first_line(t) for t in continue_texts(
+        [revision_prompt(p, y, pr, c) for p, y, pr, c in zip(prompts, responses, principles, critiques)])]
+    return critiques, revisions
+
+
 def critique_round(model, tokenizer, prompts: list[str], responses: list[str], principles: Sequence[Principle],
                    seed: int = 0, max_new_tokens: int = 48, batch_size: int = 256) -> Round:
-    """One round: each response critiqued under its principle, then revised given the critique."""
-    def continue_(texts: list[str], s: int) -> list[str]:
-        rollout = generate(model, tokenizer, texts, max_new_tokens, seed=s, batch_size=batch_size, chat=False)
-        return [first_line(t) for t in rollout.texts]
-    critiques = continue_([critique_prompt(p, y, pr) for p, y, pr in zip(prompts, responses, principles)], seed)
-    drafts = continue_([revision_prompt(p, y, pr, c) for p, y, pr, c in zip(prompts, responses, principles, critiques)],
-                       seed + 1)
+    """One round by `model` (`critique_then_revise`, critiques sampled with `seed`, revisions with
+    `seed` + 1); a revision that came out empty keeps the response it revised."""
+    seeds = itertools.count(seed)
+
+    def continue_texts(texts: list[str]) -> list[str]:
+        return generate(model, tokenizer, texts, max_new_tokens, seed=next(seeds), batch_size=batch_size,
+                        chat=False).texts
+    critiques, drafts = critique_then_revise(prompts, responses, principles, continue_texts)
     return Round([p.name for p in principles], critiques, [d if d.strip() else y for d, y in zip(drafts, responses)])
 
 
@@ -191,14 +205,13 @@ def ai_preferences(model, tokenizer, comparisons: Sequence[Comparison],
         raise ValueError(f"one principle (or list of them) per comparison: {len(principles)} for {len(comparisons)}")
     sets = [[p] if isinstance(p, Principle) else list(p) for p in principles]
     flat = [(c, p) for c, ps in zip(comparisons, sets) for p in ps]
-    a_id, b_id = option_ids(tokenizer, template(*flat[0][0][:1], flat[0][1].choice_question, *flat[0][0][1:]), letters)
+    (x0, a0, b0), p0 = flat[0]
+    a_id, b_id = option_ids(tokenizer, template(x0, p0.choice_question, a0, b0), letters)
     orders = []
     for swap in (False, True):
         texts = [template(x, p.choice_question, *((b, a) if swap else (a, b))) for (x, a, b), p in flat]
-        p_a = choice_probability(next_token_logits(model, tokenizer, texts, batch_size), a_id, b_id)
-        counts = torch.tensor([len(ps) for ps in sets])
-        orders.append(torch.zeros(len(sets)).index_add_(0, torch.repeat_interleave(torch.arange(len(sets)), counts),
-                                                        p_a) / counts)
+        p_a = choice_probability(next_token_logits(model, tokenizer, texts, batch_size), a_id, b_id)  # (len(flat),)
+        orders.append(torch.stack([chunk.mean() for chunk in p_a.split([len(ps) for ps in sets])]))  # (N,)
     return {**combine_orders(*orders), "p_a_first": orders[0], "p_a_second": orders[1]}
 
 

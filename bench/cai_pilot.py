@@ -30,14 +30,14 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "H
     os.environ.setdefault(_var, "1")
 
 
-def fine_tune(entry, pairs, profile, desc):
+def fine_tune(entry, pairs, profile, what):
     """The base model `entry` fine-tuned on (prompt, response) pairs with the profile's SFT settings."""
     import torch
     from alignlab import train
+    from alignlab.recipes.pretraining import sft_setup
     model, tok = entry.load(dtype=torch.float32)
-    steps = max(1, profile.sft.epochs * len(pairs) // profile.sft.batch)
-    train.train(model, train.sft_batches(tok, pairs, profile.sft.batch, profile.policy.max_length), train.lm_loss,
-                train.TrainConfig(steps=steps, lr=profile.sft.lr, warmup_steps=max(1, steps // 10), desc=desc))
+    batches, config = sft_setup(profile, tok, pairs, what)
+    train.train(model, batches, train.lm_loss, config)
     return model.eval()
 
 

@@ -4,7 +4,8 @@ The student writes `ai_preference(logits_ab, logits_ba, a_id, b_id)` — P(a ≻
 model's next-token logits with a shown first and second (Bai et al., 2022, §4.1) — and
 `critique_and_revise(prompt, response, principle, continue_text)` — one round of §3.1 given a
 function that continues a text. The lab runs both on the book's pretrained model; the library's
-versions are `cai.combine_orders`/`cai.choice_probability` and `cai.critique_round`.
+versions (the references of the hidden tests) are `cai.combine_orders`/`cai.choice_probability`
+and `cai.critique_then_revise`.
 """
 from __future__ import annotations
 
@@ -78,16 +79,6 @@ def hidden_ai_preference(fn: Callable | None = None, seed: int = 0) -> None:
                           _pref_inputs, seed)
 
 
-def reference_critique_and_revise(prompts: list[str], responses: list[str], principles: list[Principle],
-                                  continue_texts: Callable[[list[str]], list[str]]) -> tuple[list[str], list[str]]:
-    """(critiques, revisions): each the first line of `continue_texts` of the library's prompts."""
-    critiques = [cai.first_line(t) for t in continue_texts(
-        [cai.critique_prompt(p, y, pr) for p, y, pr in zip(prompts, responses, principles)])]
-    revisions = [cai.first_line(t) for t in continue_texts(
-        [cai.revision_prompt(p, y, pr, c) for p, y, pr, c in zip(prompts, responses, principles, critiques)])]
-    return critiques, revisions
-
-
 class ScriptedModel:
     """A stand-in for the model in the checks: continues each critique prompt with `critique` and
     each revision prompt with `revision`, each followed by the next part of a document (as a
@@ -153,7 +144,7 @@ def hidden_critique_and_revise(fn: Callable | None = None, seed: int = 0, trials
         def continue_texts(texts: list[str]) -> list[str]:
             return [script.setdefault(x, "".join(rng.choice(words) for _ in range(8))) for x in texts]
         if call("critique_and_revise", fn, prompts, responses, principles, continue_texts) != \
-                reference_critique_and_revise(prompts, responses, principles, continue_texts):
+                cai.critique_then_revise(prompts, responses, principles, continue_texts):
             raise LabCheckError(f"critique_and_revise differs from the reference on random case #{t + 1}.")
     return passed(f"critique_and_revise matches the reference on {trials} random cases")
 

@@ -40,15 +40,21 @@ def base(job: Job) -> dict:
     return meta | {"corpus_rows": len(rows)}
 
 
-def sft_on(job: Job, pairs: list[tuple[str, str]], what: str = "SFT") -> dict:
-    """Fine-tune the base model on (prompt, response) pairs with the profile's SFT settings."""
-    profile = job.profile
-    model, tok = job.deps["base"].load(dtype=torch.float32)  # fp32 master weights; autocast does bf16
+def sft_setup(profile, tok, pairs: list[tuple[str, str]], what: str = "SFT",
+              checkpoint_dir: str | None = None) -> tuple[train.BatchFn, train.TrainConfig]:
+    """The batches and training config of fine-tuning on (prompt, response) pairs with the
+    profile's SFT settings (a zoo build checkpoints into `checkpoint_dir`; a benchmark need not)."""
     steps = max(1, profile.sft.epochs * len(pairs) // profile.sft.batch)
     config = train.TrainConfig(steps=steps, lr=profile.sft.lr, warmup_steps=max(1, steps // 10),
                                desc=f"{what} ({profile.name})", checkpoint_every=max(1, steps // 3),
-                               checkpoint_dir=str(job.checkpoint_dir))
-    batches = train.sft_batches(tok, pairs, profile.sft.batch, profile.policy.max_length)
+                               checkpoint_dir=checkpoint_dir)
+    return train.sft_batches(tok, pairs, profile.sft.batch, profile.policy.max_length), config
+
+
+def sft_on(job: Job, pairs: list[tuple[str, str]], what: str = "SFT") -> dict:
+    """Fine-tune the base model on (prompt, response) pairs with the profile's SFT settings."""
+    model, tok = job.deps["base"].load(dtype=torch.float32)  # fp32 master weights; autocast does bf16
+    batches, config = sft_setup(job.profile, tok, pairs, what, str(job.checkpoint_dir))
     return train_lm(job, model, tok, batches, config) | {"demos": len(pairs)}
 
 
