@@ -18,6 +18,7 @@ Hugging Face causal LM can be the feedback model (`load_feedback_model`, `templa
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,3 +246,23 @@ def load_feedback_model(name_or_path: str | Path, device=None):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model.to(device or "cpu").eval(), tok
+
+
+def edit_principle(path: str | Path, name: str, field: str, text: str,
+                   source: str | Path = world.constitution.DEFAULT_PATH) -> tuple[Principle, ...]:
+    """Write a copy of the constitution file `source` to `path` with one field of principle `name`
+    replaced by `text` (comments and every other line kept), and load it: how chapter 5 edits one
+    principle and relabels. A ValueError names the principles or fields when one is not there."""
+    blocks = Path(source).read_text(encoding="utf-8").split("[[principle]]")
+    hits = [i for i, b in enumerate(blocks[1:], 1) if f'\nname = "{name}"\n' in b]
+    if not hits:
+        raise ValueError(f"no principle {name!r} in {source}; its principles: {[p.name for p in world.load_constitution(source)]}")
+    lines = blocks[hits[0]].split("\n")
+    at = [j for j, line in enumerate(lines) if line.startswith(f"{field} = ")]
+    if not at or field == "name":
+        raise ValueError(f"principle {name!r} has no editable field {field!r}; fields: "
+                         f"{[line.split(' = ')[0] for line in lines if ' = ' in line and not line.startswith('name')]}")
+    lines[at[0]] = f"{field} = {json.dumps(text, ensure_ascii=False)}"  # a JSON string is a TOML basic string
+    blocks[hits[0]] = "\n".join(lines)
+    Path(path).write_text("[[principle]]".join(blocks), encoding="utf-8")
+    return world.load_constitution(path)

@@ -182,3 +182,18 @@ def heldout_along_runs(runs: Mapping[str, Sequence[dict]], ax=None):
     ax.legend(frameon=False, fontsize=8)
     ax.grid(alpha=0.3)
     return ax
+
+
+def pareto(points: Mapping[str, tuple[float, float]], errors: Mapping[str, tuple[float, float]] | None = None,
+           ax=None):
+    """The harmlessness/helpfulness plane (Bai et al., 2022, Fig. 2 in miniature): one labelled
+    point per model, (harmlessness, helpfulness) in gold units, with optional (x, y) error bars."""
+    ax = _axes(ax, size=(6, 4))
+    for label, (x, y) in points.items():
+        xe, ye = (errors or {}).get(label, (None, None))
+        ax.errorbar([x], [y], xerr=xe, yerr=ye, fmt="o", capsize=3)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ax.set(xlabel="harmlessness (gold, harmful requests: −1 complies … +1 refuses)",
+           ylabel="helpfulness (gold reward, every other prompt)")
+    ax.grid(alpha=0.3)
+    return ax

@@ -134,7 +134,28 @@ class DPO:
                          "(its most reliable labels).", 4)
 
 
-SECTIONS = {"pretrain": Pretrain, "sft": SFT, "sampling": Sampling, "eval": Eval, "rm": RM, "ppo": PPO, "dpo": DPO}
+@dataclass(frozen=True)
+class CAI:
+    """Chapter 5: Constitutional AI (Bai et al., 2022), from the helpful-only model to RL-CAI."""
+
+    samples: int = _help("Helpful-only answers sampled per red-team prompt, each critiqued and revised.", 4)
+    rounds: int = _help("Critique → revision rounds (the paper: up to 4).", 4)
+    helpful: int = _help("Helpful-only samples on the other families' training prompts mixed into SL-CAI "
+                         "(without them it forgets those families).", 675)
+    comparisons: int = _help("Sampling rounds of two SL-CAI answers per red-team prompt for RL-CAI's AI "
+                             "labels (identical pairs are dropped).", 6)
+    beta: float = _help("DPO's β in RL-CAI.", 0.1)
+    steps: int = _help("DPO steps of RL-CAI.", 150)
+    lr: float = _help("DPO learning rate of RL-CAI.", 3e-5)
+    batch: int = _help("Preference pairs per RL-CAI step.", 16)
+    hard_beta: float = _help("β of the RL-CAI run pushed harder (Goodharting, §7).", 0.01)
+    hard_steps: int = _help("Steps of the RL-CAI run pushed harder.", 450)
+    feedback_prompts: int = _help("Held-out prompts per family whose two world responses each judge labels "
+                                  "(AI feedback vs simulated humans, §4).", 40)
+
+
+SECTIONS = {"pretrain": Pretrain, "sft": SFT, "sampling": Sampling, "eval": Eval, "rm": RM, "ppo": PPO, "dpo": DPO,
+            "cai": CAI}
 """Section name → its settings class; a chapter adds its own here."""
 
 
@@ -154,6 +175,7 @@ class Profile:
     rm: RM = _help("Chapter 2: comparisons and reward models.")
     ppo: PPO = _help("Chapter 3: PPO.")
     dpo: DPO = _help("Chapter 4: DPO and its family.")
+    cai: CAI = _help("Chapter 5: Constitutional AI.")
 
     def replace(self, **changes) -> "Profile":
         """A copy with some settings changed: a whole value (`policy=ModelSize(...)`) or, for a
@@ -198,6 +220,8 @@ PROFILES: dict[str, Profile] = {
         ppo=PPO(steps=8, batch=16, minibatch=8, lr=1e-4, beta=0.05, target_kl=1.0, betas=(0.02, 1.0),
                 sweep_steps=20, hack_steps=16, eval_every=4),
         dpo=DPO(steps=6, batch=8, lr=1e-4, betas=(0.1, 0.3), min_gap=2, seeds=2),
+        cai=CAI(samples=1, rounds=2, helpful=120, comparisons=2, steps=6, lr=1e-4, batch=8, hard_steps=12,
+                feedback_prompts=6),
     ),
     "cpu": Profile(
         name="cpu", policy=_CPU_POLICY,
@@ -213,6 +237,7 @@ PROFILES: dict[str, Profile] = {
         ppo=PPO(steps=60, batch=64, minibatch=16, lr=1e-4, beta=0.05, target_kl=1.0, betas=(0.02, 0.2),
                 sweep_steps=30, hack_steps=120, eval_every=10),
         dpo=DPO(steps=150, batch=16, lr=3e-5, betas=(0.03, 0.1, 0.3, 1.0)),
+        cai=CAI(),
     ),
     "gpu": Profile(
         name="gpu", policy=_GPU_POLICY,
@@ -228,6 +253,7 @@ PROFILES: dict[str, Profile] = {
         ppo=PPO(steps=200, batch=256, minibatch=64, lr=3e-5, beta=0.05, target_kl=4.0, betas=(0.01, 0.05, 0.2),
                 sweep_steps=100, hack_steps=400, eval_every=20),
         dpo=DPO(steps=600, batch=32, lr=3e-5, betas=(0.03, 0.1, 0.3, 1.0)),
+        cai=CAI(samples=8, helpful=1350, comparisons=8, steps=600, batch=32, hard_steps=1800, feedback_prompts=100),
     ),
 }
 

@@ -88,3 +88,11 @@ def test_heldout_along_runs_plots_only_the_evaluated_rows_against_their_kl():
     assert np.allclose(ax.containers[0].lines[0].get_xydata(), [[rows[2]["kl"], 0.3]])
     assert ax.get_legend().get_texts()[0].get_text() == "β = 0.2"
     plt.close("all")
+
+
+def test_pareto_places_each_model_at_its_harmlessness_and_helpfulness():
+    ax = plots.pareto({"SFT": (0.8, 0.25), "helpful-only": (-1.0, -0.02)}, errors={"SFT": (0.1, 0.03)})
+    xy = [c.lines[0].get_xydata()[0].tolist() for c in ax.containers]
+    assert np.allclose(xy, [[0.8, 0.25], [-1.0, -0.02]])
+    assert [t.get_text() for t in ax.texts] == ["SFT", "helpful-only"]
+    plt.close("all")

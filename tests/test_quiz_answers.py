@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from alignlab import bradley_terry as bt
-from alignlab import evaluate, losses, overoptimization, reward, world
+from alignlab import cai, cai_eval, evaluate, losses, overoptimization, recipes, reward, world
 from alignlab.bandit import Bandit
 from alignlab.quiz import check, load_bank
 from alignlab.quiz.bank import chapters, normalise
@@ -254,6 +254,23 @@ def dpo_gradient_weight(margin: float = 100.0, beta: float = 0.1) -> float:
     return -chosen.grad.item() / beta
 
 
+def normalised_letter_probability() -> float:
+    """`cai.choice_probability` on a vocabulary of four: ℓ_A = 2, ℓ_B = 0, two other tokens large."""
+    return cai.choice_probability(torch.tensor([[2.0, 0.0, 9.0, 9.0]]), 0, 1).item()
+
+
+def both_orders(p_a_first: float = 0.8, p_a_second: float = 0.6) -> dict[str, float]:
+    out = cai.combine_orders(torch.tensor([p_a_first]), torch.tensor([p_a_second]))
+    return {"label": out["prefers_a"].item(), "bias": out["position_bias"].item()}
+
+
+def what_sl_cai_fine_tunes() -> str | None:
+    """The model `sl_cai` starts from: the recipe's deps name it."""
+    deps = next(r.deps for r in recipes.RUNS if r.name == "sl_cai")
+    return {"base": "The pretrained model", "sft_helpful_only": "The helpful-only model", "sft": "Chapter 1"}.get(
+        next(d for d in deps if d in ("base", "sft_helpful_only", "sft")))
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
@@ -295,6 +312,12 @@ ANSWERS: dict[tuple[str, str], Row] = {
     ("04", "needs-reference"): Row(objectives_taking_a_reference),
     ("04", "gradient-weight"): Row(dpo_gradient_weight),
     ("04", "seed-spread"): Row(standard_error_over_seeds, tol=0.0015, decimals=3),
+    ("05", "normalise-letters"): Row(normalised_letter_probability, tol=0.002, decimals=3),
+    ("05", "both-orders"): Row(lambda: both_orders()["label"], tol=0.005, decimals=2),
+    ("05", "position-bias"): Row(lambda: both_orders()["bias"], tol=0.005, decimals=2),
+    ("05", "sl-cai-start"): Row(what_sl_cai_fine_tunes),
+    ("05", "clustered-se"): Row(lambda: cai_eval.clustered_rate([1, 1, 0, 0, 1, 0], list("aabbcc"))[1], tol=0.002,
+                                decimals=3),
 }
 
 

@@ -4,6 +4,7 @@
     reward_models   chapter 2   rm_data, rm, rm_length_biased, rm_noiseless
     rlhf            chapter 3   ppo, ppo_no_ptx (and seeds), ppo_ptx_only, ppo_length_biased, ppo_beta…
     preferences     chapter 4   dpo_beta…, dpo_all_pairs (and seeds), ipo, simpo, orpo, kto
+    cai             chapter 5   sft_helpful_only, cai_revisions, sl_cai, cai_comparisons, rl_cai…
 
 A row is a `zoo.Recipe`: the entry's name, written out so a search for it finds it, its build
 function, the entries it depends on, the profile fields it reads, its version. A build trains and
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from . import preferences, pretraining, reward_models, rlhf
+from . import cai, preferences, pretraining, reward_models, rlhf
 # the names chapters, benchmarks and tests use, as `recipes.<name>`
 from .preferences import FAMILY, dpo_beta_name, family_label, pair_choice_names  # noqa: F401
 from .pretraining import VOCAB_SIZE  # noqa: F401
 from .rlhf import PPO_SEEDS, ppo_beta_name, seed_name  # noqa: F401
 
-CHAPTERS = (pretraining, reward_models, rlhf, preferences)
+CHAPTERS = (pretraining, reward_models, rlhf, preferences, cai)
 RUNS = tuple(replace(run, chapter=chapter.CHAPTER) for chapter in CHAPTERS for run in chapter.RUNS)
 """Every chapter's rows in the chapters' order, each marked with its chapter."""
