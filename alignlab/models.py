@@ -13,6 +13,7 @@ gives the same ids as encoding their concatenation (`test_models.py` checks it).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -31,6 +32,18 @@ CHAT_TEMPLATE = (
 """The same layout as a Jinja chat template, for TRL's conversational datasets."""
 
 hf_logging.disable_progress_bar()  # tiny checkpoints load instantly; the bars were only noise
+
+
+@contextmanager
+def head_from_backbone():
+    """Silence transformers' "newly initialized weights" warning while a model with a new head is
+    loaded from a causal-LM checkpoint (a reward model, a PRM): the new head is the point, not news."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def train_tokenizer(texts: list[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:

@@ -154,8 +154,27 @@ class CAI:
                                   "(AI feedback vs simulated humans, §4).", 40)
 
 
+@dataclass(frozen=True)
+class PRM:
+    """Chapter 6: outcome and process reward models on the multistep family, and test-time search."""
+
+    problems: int = _help("Held-out multistep problems in the pool every search method draws from.", 200)
+    samples: int = _help("SFT samples per pool problem (best-of-N draws N of them; Lightman et al.: 1860).", 64)
+    train_problems: int = _help("Training problems whose SFT samples the reward models learn from.", 400)
+    train_samples: int = _help("SFT samples per training problem.", 8)
+    auto_solutions: int = _help("Training solutions labelled automatically, Math-Shepherd style.", 1000)
+    rollouts: int = _help("k: completions rolled out from each step prefix for an automatic label.", 4)
+    epochs: int = _help("Passes of ORM and PRM training over their solutions.", 2)
+    batch: int = _help("Solutions per ORM / PRM training step.", 16)
+    lr: float = _help("Peak learning rate of ORM and PRM training.", 3e-4)
+    beam_width: int = _help("Partial solutions kept per problem by PRM-guided beam search.", 4)
+    expansions: int = _help("Next steps sampled from each kept partial solution.", 4)
+    search_problems: int = _help("Pool problems the step-level searches (beam, reward-guided decoding) solve.", 40)
+    guide_weight: float = _help("w of reward-guided decoding: logit + w · PRM probability.", 2.0)
+
+
 SECTIONS = {"pretrain": Pretrain, "sft": SFT, "sampling": Sampling, "eval": Eval, "rm": RM, "ppo": PPO, "dpo": DPO,
-            "cai": CAI}
+            "cai": CAI, "prm": PRM}
 """Section name → its settings class; a chapter adds its own here."""
 
 
@@ -176,6 +195,7 @@ class Profile:
     ppo: PPO = _help("Chapter 3: PPO.")
     dpo: DPO = _help("Chapter 4: DPO and its family.")
     cai: CAI = _help("Chapter 5: Constitutional AI.")
+    prm: PRM = _help("Chapter 6: process rewards and search.")
 
     def replace(self, **changes) -> "Profile":
         """A copy with some settings changed: a whole value (`policy=ModelSize(...)`) or, for a
@@ -222,6 +242,8 @@ PROFILES: dict[str, Profile] = {
         dpo=DPO(steps=6, batch=8, lr=1e-4, betas=(0.1, 0.3), min_gap=2, seeds=2),
         cai=CAI(samples=1, rounds=2, helpful=120, comparisons=2, steps=6, lr=1e-4, batch=8, hard_steps=12,
                 feedback_prompts=6),
+        prm=PRM(problems=8, samples=8, train_problems=40, train_samples=4, auto_solutions=40, rollouts=2, epochs=1,
+                batch=8, beam_width=2, expansions=2, search_problems=4),
     ),
     "cpu": Profile(
         name="cpu", policy=_CPU_POLICY,
@@ -238,6 +260,7 @@ PROFILES: dict[str, Profile] = {
                 sweep_steps=30, hack_steps=120, eval_every=10),
         dpo=DPO(steps=150, batch=16, lr=3e-5, betas=(0.03, 0.1, 0.3, 1.0)),
         cai=CAI(),
+        prm=PRM(),
     ),
     "gpu": Profile(
         name="gpu", policy=_GPU_POLICY,
@@ -254,6 +277,8 @@ PROFILES: dict[str, Profile] = {
                 sweep_steps=100, hack_steps=400, eval_every=20),
         dpo=DPO(steps=600, batch=32, lr=3e-5, betas=(0.03, 0.1, 0.3, 1.0)),
         cai=CAI(samples=8, helpful=1350, comparisons=8, steps=600, batch=32, hard_steps=1800, feedback_prompts=100),
+        prm=PRM(problems=500, samples=256, train_problems=2000, train_samples=16, auto_solutions=4000, rollouts=8,
+                batch=32, lr=1e-4, beam_width=8, expansions=8, search_problems=100),
     ),
 }
 

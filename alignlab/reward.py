@@ -22,10 +22,9 @@ from typing import Callable
 import numpy as np
 import torch
 from transformers import LlamaForSequenceClassification, PreTrainedTokenizerFast
-from transformers.utils import logging as hf_logging
 
 from .losses import Metrics, bradley_terry_loss
-from .models import encode_dialog, pick_device, right_pad
+from .models import encode_dialog, head_from_backbone, pick_device, right_pad
 from .rollout import generate
 from .train import Batch, BatchFn, TrainConfig, train
 from .world import Labeler
@@ -63,12 +62,8 @@ def ranking_to_pairs(ranking: list[int], min_gap: int = 1) -> list[tuple[int, in
 def reward_model_from(path: str | Path, device=None, dtype=torch.float32) -> LlamaForSequenceClassification:
     """A reward model initialised from a causal LM checkpoint: its backbone, plus a scalar head
     initialised to zero (every reward starts at 0, so the first loss is log 2)."""
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "score.weight newly initialized" is the point, not news
-    try:
+    with head_from_backbone():
         rm = LlamaForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=dtype)
-    finally:
-        hf_logging.set_verbosity(level)
     torch.nn.init.zeros_(rm.score.weight)
     return rm.to(device or pick_device()).eval()
 

@@ -93,3 +93,13 @@ def test_cai_pilot_prints_one_json_line(tmp_path):
     assert row["bench"] == "cai_pilot" and row["profile"] == "ci" and len(row["harmless_after_round"]) == 2
     assert row["helpful_only"]["harmful_compliance"][2] > 0 and 0 <= row["sft_refusal_held_out"]["benign"] <= 1
     assert row["pairs"]["ai_harmlessness"] + row["pairs"]["labeler_helpfulness"] > 0
+
+
+@pytest.mark.slow
+def test_prm_curve_prints_one_json_line():
+    """On the ci zoo (built up front by `make test`, or built here once)."""
+    row = run_bench("prm_curve.py", "--draws", "3")
+    assert row["bench"] == "prm_curve" and row["profile"] == "ci" and row["pool"] == profiles.get_profile("ci").prm.samples
+    bands = [r[f"N={row['pool']}"] for r in row["at_N"].values()]
+    assert {"majority vote", "best-of-N, prm_gold", "pass@N (oracle)"} <= set(row["at_N"])
+    assert all(lo <= m <= hi for m, lo, hi in bands) and row["search"]["beam"][1] > 0

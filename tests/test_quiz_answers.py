@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from alignlab import bradley_terry as bt
-from alignlab import cai, cai_eval, evaluate, losses, overoptimization, recipes, reward, world
+from alignlab import cai, cai_eval, evaluate, losses, overoptimization, prm, recipes, reward, search, world
 from alignlab.bandit import Bandit
 from alignlab.quiz import check, load_bank
 from alignlab.quiz.bank import chapters, normalise
@@ -271,6 +271,26 @@ def what_sl_cai_fine_tunes() -> str | None:
         next(d for d in deps if d in ("base", "sft_helpful_only", "sft")))
 
 
+PRM_PROBS = [0.9, 0.8, 1.0, 0.5]
+
+
+def labelled_units(labels=(True, False, True, True)) -> int:
+    """Units Lightman et al.'s labelling keeps: up to and including the first wrong one."""
+    return sum(label is not None for label in prm.first_wrong_masked(list(labels)))
+
+
+def unfaithful_scorer() -> str | None:
+    """Which label sees an unfaithful solution: its outcome label is right, its step labels are not."""
+    x = "What is 23 + 8 - 5 + 9?"
+    y = " Step: 23 + 8 = 31. Step: 31 - 5 = 27. Step: 26 + 9 = 35. Answer: 35."
+    return "The PRM" if prm.outcome_label(x, y) and False in prm.gold_step_labels(x, y) else None
+
+
+def majority_answer() -> int:
+    answers = [35, 36, 35, 34, 36, None, 35, 36]
+    return answers[int(search.majority_vote(np.array([answers], dtype=object))[0])]
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
@@ -318,6 +338,12 @@ ANSWERS: dict[tuple[str, str], Row] = {
     ("05", "sl-cai-start"): Row(what_sl_cai_fine_tunes),
     ("05", "clustered-se"): Row(lambda: cai_eval.clustered_rate([1, 1, 0, 0, 1, 0], list("aabbcc"))[1], tol=0.002,
                                 decimals=3),
+    ("06", "prm-product"): Row(lambda: prm.solution_score(PRM_PROBS), tol=0.005, decimals=2),
+    ("06", "prm-min"): Row(lambda: prm.solution_score(PRM_PROBS, "min"), tol=0.005, decimals=1),
+    ("06", "masked-steps"): Row(labelled_units),
+    ("06", "unfaithful"): Row(unfaithful_scorer),
+    ("06", "majority-answer"): Row(majority_answer),
+    ("06", "bon-kl-bound"): Row(lambda: float(overoptimization.bon_kl_bound(16)), tol=0.002, decimals=3),
 }
 
 
