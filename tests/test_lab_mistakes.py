@@ -10,7 +10,9 @@ gains a mistake without one. The correct students are in test_labs.py.
 from __future__ import annotations
 
 import inspect
+import math
 import re
+from collections import Counter
 from itertools import combinations
 
 import numpy as np
@@ -278,7 +280,118 @@ LAB5 = [
      "not the revision prompts", "one-principle-for-every-revision"),
 ]
 
-MISTAKES = [pytest.param(f, student, says, id=f"{f}-{id_}") for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4 + LAB5]
+# --- lab 6: score_solution, select_best_of_n -------------------------------------------------------
+
+
+def _product_or(product, minimum=min):
+    """A student's score_solution: `product(p)` for how="product", `minimum(p)` for how="min"."""
+    return lambda p, how: product(p) if how == "product" else minimum(p)
+
+
+def _no_steps_return(value):
+    def student(step_probs, how):
+        if not step_probs:
+            return value
+        return math.prod(step_probs) if how == "product" else min(step_probs)
+    return student
+
+
+def _votes(answers, count_none=False):
+    return Counter(a for a in answers if a is not None or count_none)
+
+
+def _tied_carriers(answers, counts):
+    """Every candidate whose answer is tied for the most votes."""
+    top = max(counts.values())
+    return [n for n, a in enumerate(answers) if a in counts and counts[a] == top]
+
+
+def _vote_then(pick=max, count_none=False, no_answer=lambda scores: 0):
+    """A student's select_best_of_n: the best (by `pick`) candidate among the tied answers' carriers."""
+    def student(answers, scores):
+        counts = _votes(answers, count_none)
+        if not counts:
+            return no_answer(scores)
+        return pick(_tied_carriers(answers, counts), key=lambda n: scores[n])
+    return student
+
+
+def _most_common_winner(answers, scores):
+    return _votes(answers).most_common(1)[0][0]   # ties: the first to appear
+
+
+def _right_winner(answers, scores):
+    return answers[_vote_then()(answers, scores)]
+
+
+def _best_carrier(winner_of):
+    def student(answers, scores):
+        winner = winner_of(answers, scores)
+        return max((n for n, a in enumerate(answers) if a == winner), key=lambda n: scores[n])
+    return student
+
+
+def _first_carrier(winner_of):
+    return lambda answers, scores: answers.index(winner_of(answers, scores))
+
+
+def _weighted_winner(answers, scores):
+    totals = Counter()
+    for a, s in zip(answers, scores):
+        if a is not None:
+            totals[a] += s
+    return max(totals, key=totals.get)
+
+
+def _tie_by_total_winner(answers, scores):
+    counts = _votes(answers)
+    tied = [a for a in counts if counts[a] == max(counts.values())]
+    return max(tied, key=lambda a: sum(s for b, s in zip(answers, scores) if b == a))
+
+
+def _best_score(answers, scores):
+    winner = _most_common_winner(answers, scores)
+    return max(s for a, s in zip(answers, scores) if a == winner)
+
+
+def _unguarded(answers, scores):
+    counts = _votes(answers)
+    top = max(counts.values())   # ValueError when every answer is None
+    return max((n for n, a in enumerate(answers) if a is not None and counts[a] == top), key=lambda n: scores[n])
+
+
+LAB6 = [
+    ("score_solution", _product_or(sum), "summed the step probabilities", "sum"),
+    ("score_solution", _product_or(lambda p: sum(p) / len(p)), "averaged the step probabilities", "mean"),
+    ("score_solution", _product_or(lambda p: math.prod(p) ** (1 / len(p))), "geometric mean", "geometric-mean"),
+    ("score_solution", _product_or(lambda p: sum(math.log(x) for x in p)), "exponentiate", "log-without-exp"),
+    ("score_solution", _product_or(min, math.prod), "swapped", "min-and-product-swapped"),
+    ("score_solution", lambda p, how: math.prod(p), "the product for how=\"min\" too", "always-product"),
+    ("score_solution", lambda p, how: min(p), "the minimum for how=\"product\" too", "always-min"),
+    ("score_solution", _product_or(np.cumprod), "return one number", "running-product"),
+    ("score_solution", _product_or(lambda p: float(np.prod(p)), lambda p: float(np.min(p))),
+     "it raised on a solution with no scored step", "empty-raises"),
+    ("score_solution", _product_or(math.prod, lambda p: min(p) if p else 0.0), "you return 1", "empty-is-one"),
+    ("score_solution", _no_steps_return(None), "return 0.0 for both", "empty-is-none"),
+    ("select_best_of_n", _vote_then(count_none=True), "does not vote", "none-votes"),
+    ("select_best_of_n", lambda answers, scores: int(np.argmax(scores)), "ignored the vote", "argmax"),
+    ("select_best_of_n", lambda answers, scores: int(np.argmin(scores)), "lowest-scoring candidate", "argmin"),
+    ("select_best_of_n", _vote_then(pick=min), "lowest scores in the vote", "vote-by-min"),
+    ("select_best_of_n", _best_carrier(_most_common_winner), "Counter.most_common", "tie-by-first-appearance"),
+    ("select_best_of_n", _first_carrier(_most_common_winner), "returned its first candidate; break",
+     "first-answer-first-candidate"),
+    ("select_best_of_n", _first_carrier(_right_winner), "right answer wins", "first-candidate-of-winner"),
+    ("select_best_of_n", _best_carrier(_weighted_winner), "weighted majority", "weighted-by-score"),
+    ("select_best_of_n", _best_carrier(_tie_by_total_winner), "total scores", "tie-by-total-score"),
+    ("select_best_of_n", _right_winner, "the winning answer itself", "answer-not-index"),
+    ("select_best_of_n", _best_score, "(an int), not a float", "returns-the-score"),
+    ("select_best_of_n", _unguarded, "it raised when no candidate has an answer", "no-answer-raises"),
+    ("select_best_of_n", _vote_then(no_answer=lambda scores: int(np.argmax(scores))), "return 0 (the first",
+     "no-answer-argmax"),
+]
+
+MISTAKES = [pytest.param(f, student, says, id=f"{f}-{id_}")
+            for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4 + LAB5 + LAB6]
 
 
 def feedback(function: str, student) -> str:
@@ -305,7 +418,7 @@ RAISED = re.compile(r'raise LabCheckError\(f?"([^"{]+)')  # a raise's message, u
 
 def table_mistakes() -> set[str]:
     """The keys of every lab module's `_*_mistakes()` tables (each built on its check's worked example)."""
-    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo, labs.cai)
+    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo, labs.cai, labs.prm)
     return {message for module in modules for name, table in vars(module).items()
             if name.endswith("_mistakes") for message in table()}
 

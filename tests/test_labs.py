@@ -13,6 +13,7 @@ import math
 import runpy
 
 import nbformat
+import numpy as np
 import pytest
 import torch
 
@@ -186,12 +187,39 @@ def loop_critique_and_revise(prompts, responses, principles, continue_texts):
     return critiques, [t.split("\n")[0] for t in continue_texts(texts)]
 
 
+def loop_score_solution(step_probs, how):
+    """Π p_k (how="product") or min_k p_k (how="min"), one step at a time; 0 without steps."""
+    if not step_probs:
+        return 0.0
+    score = 1.0 if how == "product" else math.inf
+    for p in step_probs:
+        score = score * p if how == "product" else min(score, p)
+    return score
+
+
+def loop_select_best_of_n(answers, scores):
+    """Count the votes (None casts none); among candidates whose answer has the most, the highest score
+    (the first on equal scores); 0 when nobody answered."""
+    votes = {}
+    for a in answers:
+        if a is not None:
+            votes[a] = votes.get(a, 0) + 1
+    if not votes:
+        return 0
+    chosen = None
+    for n, a in enumerate(answers):
+        if a is not None and votes[a] == max(votes.values()) and (chosen is None or scores[n] > scores[chosen]):
+            chosen = n
+    return chosen
+
+
 NAIVE_STUDENTS = {
     "response_mask": loop_response_mask, "masked_nll": loop_masked_nll,
     "bradley_terry_loss": loop_bradley_terry_loss, "ranking_to_pairs": loop_ranking_to_pairs,
     "kl_penalized_rewards": loop_kl_penalized_rewards, "gae": loop_gae, "ppo_clip_loss": loop_ppo_clip_loss,
     "dpo_loss": loop_dpo_loss, "implicit_reward": loop_implicit_reward,
     "ai_preference": loop_ai_preference, "critique_and_revise": loop_critique_and_revise,
+    "score_solution": loop_score_solution, "select_best_of_n": loop_select_best_of_n,
 }
 
 
@@ -208,6 +236,19 @@ def test_check_and_hidden_tests_accept_a_naive_student(name):
     assert getattr(labs, f"check_{name}")(NAIVE_STUDENTS[name]) is None
     for seed in (1, 2):  # 5 random padded inputs each
         assert getattr(labs, f"hidden_{name}")(NAIVE_STUDENTS[name], seed=seed) is None
+
+
+def test_lab6_prm_run_check_compares_with_the_library():
+    """Lab 6's run check: the library's own selections pass; one problem chosen differently fails."""
+    from alignlab import prm, search
+    answers = [[3, None, 3, 5], [None, None, None, None], [2, 4, 4, 2]]
+    step_probs = [[[0.9, 0.8], [], [0.2, 0.9, 0.9], [0.95]], [[0.1]] * 4, [[0.5], [0.6, 0.9], [0.3], [0.7]]]
+    chosen = {how: search.majority_vote(np.array(answers, dtype=object), tie_break=np.array(
+        [[prm.solution_score(p, how) for p in row] for row in step_probs])).tolist() for how in ("product", "min")}
+    assert labs.check_prm_run(chosen, answers, step_probs) is None
+    chosen["min"][2] = (chosen["min"][2] + 1) % 4   # another candidate of problem 3
+    with pytest.raises(labs.LabCheckError, match="with how='min' differ from the library's on 1 of 3"):
+        labs.check_prm_run(chosen, answers, step_probs)
 
 
 def _ppo_run(tok, tmp_path, objectives):

@@ -23,6 +23,8 @@ from .dpo import (check_dpo_loss, check_dpo_run, check_implicit_reward, dpo_trai
                   hidden_implicit_reward, preference_eval)
 from .cai import (ScriptedModel, check_ai_preference, check_cai_run, check_critique_and_revise, hidden_ai_preference,
                   hidden_critique_and_revise)
+from .prm import (check_prm_run, check_score_solution, check_select_best_of_n, hidden_score_solution,
+                  hidden_select_best_of_n)
 
 LABS = tuple(REQUIRED_CELLS)
 """The labs, in order (each is `labs/source/<name>/<name>.ipynb`)."""
