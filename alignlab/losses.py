@@ -293,3 +293,90 @@ def kto_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, desirable: tor
     return loss, {"desirable_reward": rewards[desirable].mean() if desirable.any() else nan,
                   "undesirable_reward": rewards[~desirable].mean() if (~desirable).any() else nan,
                   "reference_point": z0}
+
+
+# --- chapter 7: GRPO, RL on verifiable rewards without a value model ----------------------------
+# A prompt is sampled G times; each completion's one scalar reward is compared with its group's, and
+# that advantage is every token's. Rows are grouped consecutively: group g is rows g·G … g·G + G − 1.
+
+_ADVANTAGE_SCALES = ("group", None)
+
+
+def grpo_advantages(rewards: torch.Tensor, group_size: int, scale: str | None = "group",
+                    eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's outcome advantages (Shao et al., 2024, DeepSeekMath §4.1.2), one per completion:
+
+        scale="group":  Â_i = (r_i − mean(r)) / (std(r) + eps)     over the G completions of i's prompt
+        scale=None:     Â_i =  r_i − mean(r)                        (Dr. GRPO, Liu et al., 2025, §3.2)
+
+    rewards (B,), B = n_prompts × group_size → (B,), detached. std is the unbiased (Bessel) one and
+    eps is added to it, not under the square root — TRL's convention (`nanstd`, then ÷ (std + 1e-4)).
+    Dr. GRPO drops the ÷ std: it weights prompts the policy almost always (or never) solves more than
+    the rest. A group of equal rewards has nothing to learn from and gets exactly 0 (never NaN)."""
+    if scale not in _ADVANTAGE_SCALES:
+        raise ValueError(f"scale must be 'group' (÷ the group's std) or None (Dr. GRPO), not {scale!r}")
+    if group_size < 2:
+        raise ValueError(f"group_size must be at least 2, got {group_size}: the baseline is the group's mean "
+                         "reward, and a group of one completion has nothing to be compared with")
+    if rewards.dim() != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be one (B,) row of G = group_size = {group_size} completions per prompt, "
+                         f"consecutive; got shape {tuple(rewards.shape)}, not a multiple of {group_size}")
+    r = upcast(rewards).detach().view(-1, group_size)  # (n_prompts, G)
+    adv = r - r.mean(-1, keepdim=True)
+    if scale == "group":
+        adv = adv / (r.std(-1, keepdim=True) + eps)  # torch.std is Bessel-corrected by default
+    flat = (r == r[:, :1]).all(-1, keepdim=True)  # the mean of equal floats can miss them by an ulp
+    return torch.where(flat, torch.zeros_like(adv), adv).view(-1)
+
+
+def _seq_then_batch_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((x * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+
+
+_GRPO_NORMS = {
+    # DeepSeekMath eq. 3: (1/G) Σ_i (1/|o_i|) Σ_t — each completion's token mean, then the mean of those
+    "grpo": _seq_then_batch_mean,
+    # DAPO eq. 12 (Yu et al., 2025), TRL 1.16's default: one mean over every completion token of the batch
+    "dapo": lambda x, mask: (x * mask).sum() / mask.sum().clamp(min=1),
+    # Dr. GRPO §3.2: a constant divisor, B × T (T the padded width, TRL's max_completion_length)
+    "dr_grpo": lambda x, mask: (x * mask).sum() / mask.numel(),
+}
+
+
+def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+              clip_eps: float = 0.2, ref_logprobs: torch.Tensor | None = None, beta: float = 0.0,
+              norm: str = "grpo") -> tuple[torch.Tensor, Metrics]:
+    """GRPO's objective (Shao et al., 2024, DeepSeekMath eq. 3), as a loss to minimise. Per token,
+
+        ℓ_t = −min(ρ_t Â, clip(ρ_t, 1 − ε, 1 + ε) Â) + β k3_t,     ρ_t = exp(log π_θ − log π_old)
+        k3_t = exp(log π_ref − log π_θ) − (log π_ref − log π_θ) − 1           (eq. 4; Schulman's k3)
+
+    then aggregated over the mask by `norm`: "grpo" (eq. 3) mean over each completion's tokens,
+    then over completions; "dapo" Σ ℓ / (mask tokens in the batch); "dr_grpo" Σ ℓ / (B × T).
+    logprobs, old_logprobs, ref_logprobs, mask (B, T), mask 1 on completion tokens; advantages (B,)
+    from `grpo_advantages`. The KL is in the loss, not the reward, and k3 is not multiplied by ρ
+    (TRL's `use_bias_correction_kl=False`). Only `logprobs` carries a gradient.
+    Metrics (masked means): clip_frac = tokens where the clip binds (ρ beyond 1 ± ε on the side
+    Â pushes it, TRL's clip_ratio/region_mean — unlike ppo_clip_loss's |ρ − 1| > ε), ratio, and kl
+    (k3) whenever ref_logprobs is given."""
+    if norm not in _GRPO_NORMS:
+        raise ValueError(f"norm must be one of {sorted(_GRPO_NORMS)}, not {norm!r}")
+    if beta > 0 and ref_logprobs is None:
+        raise ValueError(f"beta = {beta} > 0 puts a KL to the reference policy in the loss: pass ref_logprobs")
+    mask = mask.to(torch.float32)
+    logp = upcast(logprobs)
+    ratio = torch.exp(logp - upcast(old_logprobs).detach())  # (B, T)
+    adv = upcast(advantages).detach().unsqueeze(-1)  # (B, 1): every token gets its completion's advantage
+    clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)
+    per_token = -torch.minimum(ratio * adv, clipped * adv)
+    kl = None if ref_logprobs is None else kl_estimators(logp, ref_logprobs.detach())["k3"]
+    if beta > 0:
+        per_token = per_token + beta * kl
+    loss = _GRPO_NORMS[norm](per_token, mask)
+    with torch.no_grad():
+        n = mask.sum().clamp(min=1)
+        binds = ((ratio < 1 - clip_eps) & (adv < 0)) | ((ratio > 1 + clip_eps) & (adv > 0))
+        metrics = {"clip_frac": (binds * mask).sum() / n, "ratio": (ratio * mask).sum() / n}
+        if kl is not None:
+            metrics["kl"] = (kl * mask).sum() / n
+    return loss, metrics
