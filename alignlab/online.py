@@ -25,10 +25,10 @@ What a method provides, by subclassing `Method` (PPO: `ppo.PPO`, ~50 lines):
   - `stats(acc, exp)`: the history row's entries (0-dim tensors are averaged over processes);
   - optionally `end_iteration(acc, row)` (PPO adapts β) and `state_dict` / `load_state_dict` for
     what a resumed run needs besides the weights (PPO's β).
-GRPO (chapter 7) fits in the same frame with no value model: `models()` is {"policy": policy};
-`experience` samples G responses per prompt and whitens each group's rewards into advantages;
-`loss` is the clipped surrogate plus β times a KL estimate to the reference; `stats` logs the
-reward. tests/test_online.py plugs in a policy-only REINFORCE in 30 lines.
+GRPO (chapter 7, `grpo.GRPO`) fits in the same frame with no value model: `models()` is
+{"policy": policy}; `experience` samples G responses per prompt and turns each group's rewards
+into advantages; `loss` is the clipped surrogate plus β times a KL estimate to the reference;
+`stats` logs the reward. tests/test_online.py plugs in a policy-only REINFORCE in 30 lines.
 
 Runs unchanged under `accelerate launch --num_processes N`: each process draws its own prompts
 and samples, DDP averages gradients, and the logged statistics are global means.

@@ -59,6 +59,18 @@ def test_dpo_bench_prints_one_json_line():
 
 
 @pytest.mark.slow
+def test_grpo_bench_prints_one_json_line():
+    row = run_bench("grpo.py", "--prompts", "2", "--new-tokens", "8", "--steps", "1", "--warmup", "1")
+    assert row["bench"] == "grpo" and (row["prompts"], row["group"], row["new_tokens"], row["minibatch"]) == (2, 8, 8, 16)
+    assert row["alignlab_completions_per_s"] > 0 and row["trl_completions_per_s"] > 0 and row["ratio"] > 0
+    assert 0 < row["mean_length_alignlab"] <= 8 and 0 < row["mean_length_trl"] <= 8
+    for side in ("alignlab", "trl"):
+        phases = row[f"{side}_seconds_per_rollout"]
+        assert phases["sampling"] > 0 and phases["loss_forward"] > 0 and phases["backward"] > 0, side
+    assert row["torch_threads"] >= 1 and row["date"] and row["trl"]
+
+
+@pytest.mark.slow
 def test_ppo_seeds_prints_a_line_per_run_and_a_summary():
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "bench/ppo_seeds.py", "--profile", "ci", "--seeds", "2", "--variants", "ppo_no_ptx"]
