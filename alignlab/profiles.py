@@ -173,8 +173,27 @@ class PRM:
     guide_weight: float = _help("w of reward-guided decoding: logit + w · PRM probability.", 2.0)
 
 
+@dataclass(frozen=True)
+class RLVR:
+    """Chapter 7: GRPO on the arithmetic family against a verifier (DeepSeekMath; DeepSeek-R1)."""
+
+    steps: int = _help("GRPO iterations of each chapter-7 run.", 60)
+    prompts: int = _help("Prompts per GRPO rollout (each sampled group_size times).", 16)
+    group_size: int = _help("G: completions per prompt (DeepSeekMath: 64).", 8)
+    minibatch: int = _help("Completions per GRPO gradient step.", 64)
+    epochs: int = _help("μ: passes over each rollout; > 1, or the ratio is always 1 and the clip never acts.", 2)
+    lr: float = _help("Learning rate of GRPO.", 1e-4)
+    beta: float = _help("k3 KL weight to the SFT model in the loss (DeepSeekMath: 0.04).", 0.04)
+    hack_steps: int = _help("Iterations of the sloppy-verifier run: twice the others', since a hack shows as "
+                            "gold falling while the verifier's reward still climbs.", 120)
+    eval_every: int = _help("Held-out pass@1 every this many iterations.", 10)
+    eval_problems: int = _help("Held-out arithmetic problems of the pass@1 curve (one sample each).", 200)
+    pool_problems: int = _help("Held-out problems of the pass@k pools (one pool per model).", 100)
+    pool_samples: int = _help("Samples per pool problem: pass@k for k up to this.", 64)
+
+
 SECTIONS = {"pretrain": Pretrain, "sft": SFT, "sampling": Sampling, "eval": Eval, "rm": RM, "ppo": PPO, "dpo": DPO,
-            "cai": CAI, "prm": PRM}
+            "cai": CAI, "prm": PRM, "rlvr": RLVR}
 """Section name → its settings class; a chapter adds its own here."""
 
 
@@ -196,6 +215,7 @@ class Profile:
     dpo: DPO = _help("Chapter 4: DPO and its family.")
     cai: CAI = _help("Chapter 5: Constitutional AI.")
     prm: PRM = _help("Chapter 6: process rewards and search.")
+    rlvr: RLVR = _help("Chapter 7: RL with verifiable rewards (GRPO).")
 
     def replace(self, **changes) -> "Profile":
         """A copy with some settings changed: a whole value (`policy=ModelSize(...)`) or, for a
@@ -244,6 +264,8 @@ PROFILES: dict[str, Profile] = {
                 feedback_prompts=6),
         prm=PRM(problems=8, samples=8, train_problems=40, train_samples=4, auto_solutions=40, rollouts=2, epochs=1,
                 batch=8, beam_width=2, expansions=2, search_problems=4),
+        rlvr=RLVR(steps=4, prompts=4, group_size=4, minibatch=16, hack_steps=6, eval_every=2, eval_problems=16, pool_problems=8,
+                  pool_samples=8),
     ),
     "cpu": Profile(
         name="cpu", policy=_CPU_POLICY,
@@ -261,6 +283,7 @@ PROFILES: dict[str, Profile] = {
         dpo=DPO(steps=150, batch=16, lr=3e-5, betas=(0.03, 0.1, 0.3, 1.0)),
         cai=CAI(),
         prm=PRM(),
+        rlvr=RLVR(),
     ),
     "gpu": Profile(
         name="gpu", policy=_GPU_POLICY,
@@ -279,6 +302,8 @@ PROFILES: dict[str, Profile] = {
         cai=CAI(samples=8, helpful=1350, comparisons=8, steps=600, batch=32, hard_steps=1800, feedback_prompts=100),
         prm=PRM(problems=500, samples=256, train_problems=2000, train_samples=16, auto_solutions=4000, rollouts=8,
                 batch=32, lr=1e-4, beam_width=8, expansions=8, search_problems=100),
+        rlvr=RLVR(steps=200, prompts=64, group_size=16, minibatch=256, lr=3e-5, hack_steps=400, eval_every=20, eval_problems=500,
+                  pool_problems=300, pool_samples=256),
     ),
 }
 

@@ -15,7 +15,8 @@ reward is for that), and anything without a known answer: helpfulness, honesty, 
 
 A verifier is a parser plus a comparison, and the policy optimises against the parser: a loose one
 (`sloppy_verifier`) pays for responses that merely contain the answer somewhere, and RL finds them
-(`fools`). Every function here is pure and cheap: (prompt, response) → float.
+(`fools`); a checker that passes what it cannot parse (`lenient_verifier`) pays unreadable answers
+more than honest ones. Every function here is pure and cheap: (prompt, response) → float.
 """
 from __future__ import annotations
 
@@ -97,6 +98,16 @@ def sloppy_verifier(prompt: str, response: str) -> float:
     return float(any(int(d) == want for d in _DIGITS.findall(response)))
 
 
+def lenient_verifier(prompt: str, response: str) -> float:
+    """1.0 unless the response has a readable answer line (`final_number`) with the wrong number.
+
+    Deliberately hackable, differently from `sloppy_verifier`: a checker written to "mark the wrong
+    answers" that lets through what it cannot read (`Answer: 1 79.`, no answer at all). An answer
+    it cannot read pays 1 every time, more than an honest attempt does — so RL prefers it."""
+    got = final_number(response)
+    return float(got is None or got == truth(prompt))
+
+
 def fools(prompt: str, response: str) -> bool:
     """True when the sloppy verifier pays (1.0) for a response that `exact_match` rejects (0.0)."""
     return sloppy_verifier(prompt, response) == 1.0 and exact_match(prompt, response) == 0.0
@@ -107,5 +118,6 @@ VERIFIERS: dict[str, Verifier] = {
     "numeric": numeric_match,
     "format": lambda prompt, response: format_reward(response),
     "sloppy": sloppy_verifier,
+    "lenient": lenient_verifier,
 }
 """Every verifier as (prompt, response) → float, by name."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +27,8 @@ import torch
 import yaml
 
 from alignlab import bradley_terry as bt
-from alignlab import cai, cai_eval, evaluate, losses, overoptimization, prm, recipes, reward, search, world
+from alignlab import (cai, cai_eval, evaluate, grpo, losses, overoptimization, prm, recipes, reward, rlvr_eval, search,
+                      verifiers, world)
 from alignlab.bandit import Bandit
 from alignlab.quiz import check, load_bank
 from alignlab.quiz.bank import chapters, normalise
@@ -291,6 +293,91 @@ def majority_answer() -> int:
     return answers[int(search.majority_vote(np.array([answers], dtype=object))[0])]
 
 
+# --- chapter 7: RL with verifiable rewards, GRPO --------------------------------------------
+
+
+def right_response_advantage(rewards=(1.0, 0.0, 0.0, 1.0)) -> float:
+    """Â of the group's first (right) response by `grpo_advantages`: (r − mean)/(unbiased std + ε)."""
+    return losses.grpo_advantages(torch.tensor(rewards), len(rewards))[0].item()
+
+
+def flat_group_contribution(G: int = 8) -> str:
+    """A group of G equal rewards: its advantages, and the gradient of `grpo_loss` (β = 0) they give."""
+    adv = losses.grpo_advantages(torch.ones(G), G)
+    logprobs = torch.full((G, 5), -1.0, requires_grad=True)
+    loss, _ = losses.grpo_loss(logprobs, logprobs.detach() - 0.1, adv, torch.ones(G, 5))
+    loss.backward()
+    if adv.isnan().any() or loss.isnan():
+        return "NaN"
+    return "Nothing" if (adv == 0).all() and (logprobs.grad == 0).all() else "A push up"
+
+
+def pass_at_k_one(n: int = 8, c: int = 2, k: int = 4) -> float:
+    """`rlvr_eval.pass_at_k` (Chen et al., 2021) for one problem with c of n samples right."""
+    return float(rlvr_eval.pass_at_k([[True] * c + [False] * (n - c)], k)[0])
+
+
+def models_grpo_holds() -> set[str]:
+    """The networks a `grpo.GRPO` method holds (its nn.Module fields): the reward is a verifier, a function."""
+    held = {f.name for f in fields(grpo.GRPO) if "Module" in str(f.type)}
+    names = {"policy": "The policy", "ref": "The reference model", "value_model": "A value model",
+             "reward_model": "A reward model"}
+    return {names[h] for h in held}
+
+
+def clip_on_first_pass() -> str | None:
+    """`grpo_loss` on the first pass (π_θ = π_old): ρ = 1 everywhere and the clip never binds."""
+    logprobs = torch.tensor([[-1.0, -2.0], [-0.5, -3.0]])
+    _, metrics = losses.grpo_loss(logprobs, logprobs, torch.tensor([2.0, -2.0]), torch.ones(2, 2))
+    return "On the first pass" if metrics["ratio"] == 1 and metrics["clip_frac"] == 0 else None
+
+
+def responses_that_fool(qid: str = "sloppy-fools") -> set[str]:
+    """The options of the question (responses) that `verifiers.fools` flags for the prompt it names."""
+    q = source_question("07", qid)
+    prompt = re.search(r"What is [^?]+\?", q["question"])[0]
+    return {a["answer"] for a in q["answers"] if verifiers.fools(prompt, a["answer"])}
+
+
+def unfaithful_exact_match() -> str:
+    """`exact_match` on a solution with a wrong step (31 − 5 = 27) and the right answer."""
+    x = "What is 23 + 8 - 5 + 9?"
+    y = "Step: 23 + 8 = 31. Step: 31 - 5 = 27. Step: 26 + 9 = 35. Answer: 35."
+    return f"{verifiers.exact_match(x, y):.0f}:"
+
+
+def token_gradients(lengths=(10, 40), advantage: float = -1.0, norm: str = "grpo") -> list[float]:
+    """|∂ grpo_loss/∂ log π| of one token of each response (equal Â, ρ = 1), by autograd."""
+    T = max(lengths)
+    mask = torch.tensor([[1.0] * n + [0.0] * (T - n) for n in lengths])
+    logprobs = torch.zeros(len(lengths), T, requires_grad=True)
+    loss, _ = losses.grpo_loss(logprobs, logprobs.detach(), torch.full((len(lengths),), advantage), mask, norm=norm)
+    loss.backward()
+    return [logprobs.grad[i, 0].abs().item() for i in range(len(lengths))]
+
+
+def harder_pushed_wrong_response() -> str:
+    short, long = token_gradients()
+    return "Both the same" if math.isclose(short, long) else ("The 10-token" if short > long else "The 40-token")
+
+
+def norms_weighing_tokens_alike() -> set[str]:
+    return {f"{norm}:" for norm in ("grpo", "dapo", "dr_grpo") if math.isclose(*token_gradients(norm=norm))}
+
+
+def sharpening_on_pass_at_k(n: int = 16) -> str | None:
+    """A toy of RL that only sharpens: each problem the base model solves in at least a quarter of its
+    samples becomes always solved, the rarer ones never (it stops sampling their rare right answers),
+    and none is newly solved. Base: 4, 1 and 0 right of 16."""
+    def pool(cs):
+        return [[True] * c + [False] * (n - c) for c in cs]
+    base, rl = pool([4, 1, 0]), pool([n if c >= n // 4 else 0 for c in (4, 1, 0)])
+    at = lambda correct, k: rlvr_eval.pass_at_k(correct, k).mean()
+    if at(rl, 1) > at(base, 1) and at(rl, n) <= at(base, n):
+        return "The RL model is higher at k = 1"
+    return None
+
+
 # --- the table -------------------------------------------------------------------------------
 
 
@@ -344,6 +431,17 @@ ANSWERS: dict[tuple[str, str], Row] = {
     ("06", "unfaithful"): Row(unfaithful_scorer),
     ("06", "majority-answer"): Row(majority_answer),
     ("06", "bon-kl-bound"): Row(lambda: float(overoptimization.bon_kl_bound(16)), tol=0.002, decimals=3),
+    ("07", "group-advantage"): Row(right_response_advantage, tol=0.002, decimals=3),
+    ("07", "rare-success"): Row(lambda: right_response_advantage((1.0, 0.0, 0.0, 0.0)), tol=0.005, decimals=2),
+    ("07", "flat-group"): Row(flat_group_contribution),
+    ("07", "pass-at-k"): Row(pass_at_k_one, tol=0.002, decimals=3),
+    ("07", "models-in-memory"): Row(models_grpo_holds),
+    ("07", "first-pass-clip"): Row(clip_on_first_pass),
+    ("07", "sloppy-fools"): Row(responses_that_fool),
+    ("07", "unfaithful-reward"): Row(unfaithful_exact_match),
+    ("07", "length-bias"): Row(harder_pushed_wrong_response),
+    ("07", "length-norms"): Row(norms_weighing_tokens_alike),
+    ("07", "sharpen-passk"): Row(sharpening_on_pass_at_k),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from alignlab import prm, world
-from alignlab.verifiers import (VERIFIERS, exact_match, final_number, fools, format_reward, numeric_match,
+from alignlab.verifiers import (VERIFIERS, exact_match, final_number, fools, format_reward, lenient_verifier, numeric_match,
                                 sloppy_verifier)
 
 ADD = "What is 47 + 38?"  # 85
@@ -105,9 +105,9 @@ def test_a_list_of_numbers_fools_the_sloppy_verifier_but_not_exact_match():
 
 
 def test_verifiers_all_take_prompt_and_response():
-    assert set(VERIFIERS) == {"exact", "numeric", "format", "sloppy"}
-    for v in VERIFIERS.values():
-        assert v(ADD, "nonsense") == 0.0
+    assert set(VERIFIERS) == {"exact", "numeric", "format", "sloppy", "lenient"}
+    for name, v in VERIFIERS.items():
+        assert v(ADD, "nonsense") == (1.0 if name == "lenient" else 0.0)  # the lenient one lets it through
         assert isinstance(v(ADD, GOOD_ADD), float)
 
 
@@ -118,3 +118,16 @@ def test_importing_the_verifiers_is_light():
     code = "import sys, alignlab.verifiers; print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("response, pays", [
+    (" Step: 3 + 9 = 12. Answer: 42.", 1.0),       # right
+    (" Answer: 41.", 0.0),                           # readable and wrong: the one thing it catches
+    (" Answer: 41. Answer: 42.", 1.0),               # the last readable answer is right
+    (" Answer: 1 79.", 1.0),                         # unreadable: let through
+    (" Answer: 42", 1.0),                            # no period: unreadable, let through
+    ("", 1.0),                                       # nothing at all
+])
+def test_lenient_verifier_lets_through_what_it_cannot_read(response, pays):
+    assert lenient_verifier("What is 23 + 19?", response) == pays
+    assert lenient_verifier("What is 23 + 19?", response) >= exact_match("What is 23 + 19?", response)

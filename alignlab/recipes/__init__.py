@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from . import cai, preferences, pretraining, prm, reward_models, rlhf
+from . import cai, preferences, pretraining, prm, reward_models, rlhf, rlvr
 # the names chapters, benchmarks and tests use, as `recipes.<name>`
 from .preferences import FAMILY, dpo_beta_name, family_label, pair_choice_names  # noqa: F401
 from .pretraining import VOCAB_SIZE  # noqa: F401
 from .rlhf import PPO_SEEDS, ppo_beta_name, seed_name  # noqa: F401
 
-CHAPTERS = (pretraining, reward_models, rlhf, preferences, cai, prm)
+CHAPTERS = (pretraining, reward_models, rlhf, preferences, cai, prm, rlvr)
 RUNS = tuple(replace(run, chapter=chapter.CHAPTER) for chapter in CHAPTERS for run in chapter.RUNS)
 """Every chapter's rows in the chapters' order, each marked with its chapter."""

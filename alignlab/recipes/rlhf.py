@@ -38,10 +38,10 @@ def ppo_beta_name(beta: float) -> str:
     return f"ppo_beta{beta:g}"
 
 
-def held_out_gold(policy, tok, profile: Profile, steps: int) -> tuple[evaluate.EvalResult, Callable]:
-    """The starting policy's held-out gold (R(0) of the run) and a PPO callback that evaluates the
-    policy every `ppo.eval_every` steps and at the last, paired with the start (common random
-    numbers: one sample per prompt, the same seed every time)."""
+def held_out_gold(policy, tok, profile: Profile, steps: int) -> tuple[dict, Callable]:
+    """The starting policy's held-out gold (R(0) of the run, with its standard error) and a PPO
+    callback that evaluates the policy every `ppo.eval_every` steps and at the last, paired with
+    the start (common random numbers: one sample per prompt, the same seed every time)."""
     prompts = world.eval_prompts(n=profile.eval.prompts_per_family * len(world.FAMILIES), seed=7)
 
     def held_out(pol) -> evaluate.EvalResult:
@@ -55,16 +55,19 @@ def held_out_gold(policy, tok, profile: Profile, steps: int) -> tuple[evaluate.E
         res = held_out(pol)
         gain, gain_se = evaluate.paired_difference(res, start)
         return {"heldout_gold": res.mean, "heldout_gold_se": res.se, "heldout_gain": gain, "heldout_gain_se": gain_se}
-    return start, callback
+    return {"heldout_gold": start.mean, "heldout_gold_se": start.se}, callback
 
 
 def train_ppo_run(job: Job, rm_name: str, beta: float, steps: int | None = None, target_kl: float | None = None,
-                  ptx_coef: float = 0.0, seed: int = 0, reward_weight: float = 1.0) -> dict:
+                  ptx_coef: float = 0.0, seed: int = 0, reward_weight: float = 1.0, prompts: list[str] | None = None,
+                  held_out: Callable[..., tuple[dict, Callable]] = held_out_gold) -> dict:
     """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
     samples of rm_data), the value model initialised from it; held-out gold every few steps.
     With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per `ppo.kl_horizon` iterations. With
     `ptx_coef`, PPO-ptx: the next-token loss on the SFT demonstrations joins every update.
-    `reward_weight` scales the reward model's score (0: a control with the KL penalty and ptx only)."""
+    `reward_weight` scales the reward model's score (0: a control with the KL penalty and ptx only).
+    `prompts` (default: every family's preference prompts) and `held_out` (default: `held_out_gold`)
+    let chapter 7 run the same PPO on one family with its own evaluation."""
     profile, deps = job.profile, job.deps
     steps = steps or profile.ppo.steps
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
@@ -72,7 +75,7 @@ def train_ppo_run(job: Job, rm_name: str, beta: float, steps: int | None = None,
     groups = reward.load_groups(deps["rm_data"].path)["train"][:100]
     fn = ppo.rm_reward_fn(rm, tok, reward.flatten(groups))
     score_fn = fn if reward_weight == 1.0 else (lambda p, r: reward_weight * fn(p, r))
-    start, callback = held_out_gold(policy, tok, profile, steps)
+    start, callback = held_out(policy, tok, profile, steps)
     horizon = profile.ppo.kl_horizon * profile.ppo.batch if target_kl is not None else ppo.PPOConfig.kl_horizon
     config = ppo.PPOConfig(steps=steps, batch_size=profile.ppo.batch, minibatch_size=profile.ppo.minibatch,
                            lr=profile.ppo.lr, beta=beta, target_kl=target_kl, kl_horizon=horizon,
@@ -83,11 +86,11 @@ def train_ppo_run(job: Job, rm_name: str, beta: float, steps: int | None = None,
     ptx = train.sft_batches(tok, world.sft_demonstrations(profile.sft.demos), profile.ppo.minibatch,
                             profile.policy.max_length, seed=1) if ptx_coef > 0 else None
     history = ppo.train_ppo(policy, ref, ppo.value_model_from(deps[rm_name].path), tok,
-                            world.preference_prompts(4 * profile.rm.prompts, seed=5), score_fn, config,
+                            prompts or world.preference_prompts(4 * profile.rm.prompts, seed=5), score_fn, config,
                             gold_fn=ppo.gold_reward_fn, ptx_fn=ptx, callback=callback)
     models.save(policy, tok, job.out)
     return {"history": history, "ppo": asdict(config), "reward_model": rm_name,
-            "start": {"heldout_gold": start.mean, "heldout_gold_se": start.se},
+            "start": start,
             "rm_normalisation": {"mean": fn.mean, "std": fn.std}}
 
 
