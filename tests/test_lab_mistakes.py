@@ -390,8 +390,124 @@ LAB6 = [
      "no-answer-argmax"),
 ]
 
+# --- lab 7: grpo_advantages, grpo_loss ----------------------------------------------------------------
+
+
+def _unbiased(r, dim, eps):
+    return r.std(dim, keepdim=True) + eps
+
+
+def advantages_by(std=_unbiased, view=lambda r, G: r.view(-1, G), dim=-1, scale_none_too=False):
+    """A student's grpo_advantages: centre the groups (the rows of `view`, over `dim`) and, for
+    scale="group" (or always), divide by `std`."""
+    def grpo_advantages(rewards, group_size, scale="group", eps=1e-4):
+        r = view(rewards, group_size)
+        adv = r - r.mean(dim, keepdim=True)
+        if scale == "group" or scale_none_too:
+            adv = adv / std(r, dim, eps)
+        return adv.reshape(-1)
+    return grpo_advantages
+
+
+def advantages_by_batch_std(rewards, group_size, scale="group", eps=1e-4):
+    r = rewards.view(-1, group_size)
+    adv = r - r.mean(-1, keepdim=True)
+    return (adv / (rewards.std() + eps) if scale == "group" else adv).flatten()
+
+
+def advantages_never_scaled(rewards, group_size, scale="group", eps=1e-4):
+    r = rewards.view(-1, group_size)
+    return (r - r.mean(-1, keepdim=True)).flatten()
+
+
+def advantages_std_where_nonzero(rewards, group_size, scale="group", eps=1e-4):
+    r = rewards.view(-1, group_size)
+    adv, std = r - r.mean(-1, keepdim=True), r.std(-1, keepdim=True)
+    if scale == "group":
+        adv = torch.where(std > 0, adv / std, torch.zeros_like(adv))  # no NaN, and no eps either
+    return adv.flatten()
+
+
+def advantages_in_place(rewards, group_size, scale="group", eps=1e-4):
+    r = rewards.view(-1, group_size)
+    std = r.std(-1, keepdim=True)
+    r -= r.mean(-1, keepdim=True)
+    if scale == "group":
+        r /= std + eps
+    return rewards
+
+
+def _k3(logprobs, ref_logprobs):
+    d = ref_logprobs - logprobs
+    return d.exp() - d - 1
+
+
+def _per_completion(x, mask):
+    return ((x * mask).sum(-1) / mask.sum(-1)).mean()
+
+
+def _per_token(x, mask):
+    return (x * mask).sum() / mask.sum()
+
+
+def grpo_loss_by(surrogate=lambda rho, a, c: -torch.min(rho * a, c * a), ratio=lambda lp, old: (lp - old).exp(),
+                 kl=_k3, beta_times=lambda beta, k: beta * k, grpo=_per_completion, dapo=_per_token,
+                 detach_old=True, kl_always=False):
+    """A student's grpo_loss: `surrogate(ρ, Â, clip(ρ))` + `beta_times(β, kl)` per token, averaged by
+    `grpo` or `dapo` (norm); the KL only when β > 0 unless `kl_always`."""
+    def grpo_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2, ref_logprobs=None, beta=0.0, norm="grpo"):
+        rho = ratio(logprobs, old_logprobs.detach() if detach_old else old_logprobs)
+        a = advantages[:, None]  # (B, 1): every token of a completion gets its advantage
+        per_token = surrogate(rho, a, rho.clamp(1 - clip_eps, 1 + clip_eps))
+        if beta > 0 or kl_always:
+            per_token = per_token + beta_times(beta, kl(logprobs, ref_logprobs))
+        return grpo(per_token, mask) if norm == "grpo" else dapo(per_token, mask)
+    return grpo_loss
+
+
+LAB7 = [
+    ("grpo_advantages", advantages_by(lambda r, d, eps: r.std(d, keepdim=True, unbiased=False) + eps),
+     "population std", "population-std"),
+    ("grpo_advantages", advantages_by(view=lambda r, G: r[None, :]), "over the whole batch", "batch-normalised"),
+    ("grpo_advantages", advantages_by_batch_std, "std of the whole batch", "batch-std"),
+    ("grpo_advantages", advantages_by(dim=0), "wrong axis", "across-prompts"),
+    ("grpo_advantages", advantages_by(view=lambda r, G: r.view(G, -1), dim=0), "strided", "strided-groups"),
+    ("grpo_advantages", advantages_by(scale_none_too=True), "for scale=None too", "scale-ignored"),
+    ("grpo_advantages", advantages_never_scaled, "did not divide by the group's std", "never-scaled"),
+    ("grpo_advantages", advantages_std_where_nonzero, "the std alone", "no-eps-no-nan"),
+    ("grpo_advantages", advantages_by(lambda r, d, eps: (r.var(d, keepdim=True) + eps).sqrt()),
+     "under the square root", "eps-under-sqrt"),
+    ("grpo_advantages", advantages_by(lambda r, d, eps: r.std(d, keepdim=True)), "NaN", "nan-on-equal-rewards"),
+    ("grpo_advantages", advantages_in_place, "in place", "in-place"),
+    ("grpo_loss", grpo_loss_by(surrogate=lambda rho, a, c: -c * a), "only the clipped term", "no-min"),
+    ("grpo_loss", grpo_loss_by(surrogate=lambda rho, a, c: -rho * a), "no clipping", "no-clipping"),
+    ("grpo_loss", grpo_loss_by(surrogate=lambda rho, a, c: -torch.max(rho * a, c * a)), "optimistic",
+     "optimistic-bound"),
+    ("grpo_loss", grpo_loss_by(surrogate=lambda rho, a, c: torch.min(rho * a, c * a),
+                               beta_times=lambda beta, k: -beta * k), "sign is flipped", "objective-not-loss"),
+    ("grpo_loss", grpo_loss_by(ratio=lambda lp, old: (old - lp).exp()), "upside down", "ratio-upside-down"),
+    ("grpo_loss", grpo_loss_by(beta_times=lambda beta, k: -beta * k), "KL term has the wrong sign", "kl-sign"),
+    ("grpo_loss", grpo_loss_by(kl=lambda lp, ref: lp - ref), "k1", "k1-not-k3"),
+    ("grpo_loss", grpo_loss_by(kl=lambda lp, ref: _k3(ref, lp)), "wrong way round", "k3-reversed"),
+    ("grpo_loss", grpo_loss_by(beta_times=lambda beta, k: k), "left out β", "no-beta"),
+    ("grpo_loss", grpo_loss_by(beta_times=lambda beta, k: 0 * k), "left out the KL term", "no-kl"),
+    ("grpo_loss", grpo_loss_by(grpo=_per_token), "for norm=\"grpo\" you averaged over every token", "always-dapo"),
+    ("grpo_loss", grpo_loss_by(dapo=_per_completion), "for norm=\"dapo\" you averaged each", "always-grpo"),
+    ("grpo_loss", grpo_loss_by(grpo=_per_token, dapo=_per_completion), "swapped", "norms-swapped"),
+    ("grpo_loss", grpo_loss_by(grpo=lambda x, m: x.mean(-1).mean(), dapo=lambda x, m: x.mean()), "did not mask",
+     "no-mask"),
+    ("grpo_loss", grpo_loss_by(grpo=lambda x, m: ((x * m).sum(-1) / m.shape[-1]).mean(),
+                               dapo=lambda x, m: (x * m).mean()), "every position", "mean-over-all-positions"),
+    ("grpo_loss", grpo_loss_by(grpo=lambda x, m: (x * m).sum(-1).mean()), "summed each completion",
+     "summed-per-completion"),
+    ("grpo_loss", grpo_loss_by(kl_always=True), "ref_logprobs = None", "kl-without-ref"),
+    ("grpo_loss", grpo_loss_by(ratio=lambda lp, old: (lp.detach() - old).exp()), "no gradient reaches",
+     "detached-log-probs"),
+    ("grpo_loss", grpo_loss_by(detach_old=False), "detach old_logprobs", "old-log-probs-not-detached"),
+]
+
 MISTAKES = [pytest.param(f, student, says, id=f"{f}-{id_}")
-            for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4 + LAB5 + LAB6]
+            for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4 + LAB5 + LAB6 + LAB7]
 
 
 def feedback(function: str, student) -> str:
@@ -418,7 +534,7 @@ RAISED = re.compile(r'raise LabCheckError\(f?"([^"{]+)')  # a raise's message, u
 
 def table_mistakes() -> set[str]:
     """The keys of every lab module's `_*_mistakes()` tables (each built on its check's worked example)."""
-    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo, labs.cai, labs.prm)
+    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo, labs.cai, labs.prm, labs.grpo)
     return {message for module in modules for name, table in vars(module).items()
             if name.endswith("_mistakes") for message in table()}
 

@@ -213,6 +213,38 @@ def loop_select_best_of_n(answers, scores):
     return chosen
 
 
+def loop_grpo_advantages(rewards, group_size, scale="group", eps=1e-4):
+    """Group by group (consecutive rows): r − mean, ÷ (the ÷ (G − 1) std + eps) for scale="group"; 0 for
+    a group whose rewards are all equal."""
+    out = torch.zeros(len(rewards), dtype=torch.float64)
+    for start in range(0, len(rewards), group_size):
+        group = [float(x) for x in rewards[start:start + group_size]]
+        mean = sum(group) / group_size
+        std = math.sqrt(sum((x - mean) ** 2 for x in group) / (group_size - 1))
+        for i, x in enumerate(group):
+            if len(set(group)) > 1:
+                out[start + i] = (x - mean) / (std + eps) if scale == "group" else x - mean
+    return out
+
+
+def loop_grpo_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2, ref_logprobs=None, beta=0.0, norm="grpo"):
+    """ℓ = −min(ρ·Â, clip(ρ)·Â) + β·(e^d − d − 1), d = log π_ref − log π, one token at a time; the mean
+    of each completion's mean ("grpo") or the mean over every token ("dapo")."""
+    row_means, total, count = [], 0.0, 0
+    for b in range(mask.shape[0]):
+        n, row = int(mask[b].sum()), 0.0
+        for t in range(n):
+            lp = logprobs[b, t].double()  # in the graph of logprobs; the rest are plain floats
+            rho, a = torch.exp(lp - float(old_logprobs[b, t].detach())), float(advantages[b])
+            row = row - torch.minimum(rho * a, rho.clamp(1 - clip_eps, 1 + clip_eps) * a)
+            if beta > 0:
+                d = float(ref_logprobs[b, t]) - lp
+                row = row + beta * (torch.exp(d) - d - 1)
+        row_means.append(row / n)
+        total, count = total + row, count + n
+    return sum(row_means) / len(row_means) if norm == "grpo" else total / count
+
+
 NAIVE_STUDENTS = {
     "response_mask": loop_response_mask, "masked_nll": loop_masked_nll,
     "bradley_terry_loss": loop_bradley_terry_loss, "ranking_to_pairs": loop_ranking_to_pairs,
@@ -220,6 +252,7 @@ NAIVE_STUDENTS = {
     "dpo_loss": loop_dpo_loss, "implicit_reward": loop_implicit_reward,
     "ai_preference": loop_ai_preference, "critique_and_revise": loop_critique_and_revise,
     "score_solution": loop_score_solution, "select_best_of_n": loop_select_best_of_n,
+    "grpo_advantages": loop_grpo_advantages, "grpo_loss": loop_grpo_loss,
 }
 
 
@@ -249,6 +282,34 @@ def test_lab6_prm_run_check_compares_with_the_library():
     chosen["min"][2] = (chosen["min"][2] + 1) % 4   # another candidate of problem 3
     with pytest.raises(labs.LabCheckError, match="with how='min' differ from the library's on 1 of 3"):
         labs.check_prm_run(chosen, answers, step_probs)
+
+
+def test_lab7_grpo_run_check_replays_the_first_iteration(tok, tmp_path):
+    """Lab 7's run check: a run with correct students passes; wrong advantages, a wrong loss, or a loss
+    of the right value with the wrong gradient each fail with their own message."""
+    from alignlab import grpo, models, world
+    from conftest import TINY
+    models.save(models.build_model(TINY, tok, seed=0), tok, tmp_path / "lm")
+    prompts = list(world.train_prompts("arithmetic"))[:16]
+    reward_fn = grpo.verifier_reward(lambda prompt, response: float(len(response) % 3 == 0))
+    config = grpo.GRPOConfig(steps=2, batch_size=2, group_size=4, minibatch_size=4, ppo_epochs=2, lr=1e-3,
+                             beta=0.04, max_new_tokens=8, progress=False)
+
+    def check(advantages, loss):
+        (policy, _), (ref, _) = (models.load(tmp_path / "lm", device="cpu", dtype=torch.float32) for _ in range(2))
+        mine = labs.grpo_objectives(advantages, loss)
+        history = grpo.train_grpo(policy, ref, tok, prompts, reward_fn, config, objectives=mine)
+        assert history[0]["flat_groups"] < 1  # something to learn from, or every loss is 0
+        return labs.check_grpo_run(history, mine, tmp_path / "lm", prompts, reward_fn, config)
+    assert check(loop_grpo_advantages, loop_grpo_loss) is None
+    doubled = lambda *args, **kwargs: 2 * loop_grpo_advantages(*args, **kwargs)
+    with pytest.raises(labs.LabCheckError, match="rewards your advantages differ from the library's"):
+        check(doubled, loop_grpo_loss)
+    with pytest.raises(labs.LabCheckError, match="last minibatch your loss is"):
+        check(loop_grpo_advantages, lambda *args: 2 * loop_grpo_loss(*args))
+    uphill = lambda *args: 2 * loop_grpo_loss(*args).detach() - loop_grpo_loss(*args)  # the value, gradient negated
+    with pytest.raises(labs.LabCheckError, match="the policy moved differently"):
+        check(loop_grpo_advantages, uphill)
 
 
 def _ppo_run(tok, tmp_path, objectives):

@@ -25,6 +25,8 @@ from .cai import (ScriptedModel, check_ai_preference, check_cai_run, check_criti
                   hidden_critique_and_revise)
 from .prm import (check_prm_run, check_score_solution, check_select_best_of_n, hidden_score_solution,
                   hidden_select_best_of_n)
+from .grpo import (check_grpo_advantages, check_grpo_loss, check_grpo_run, grpo_objectives, hidden_grpo_advantages,
+                   hidden_grpo_loss)
 
 LABS = tuple(REQUIRED_CELLS)
 """The labs, in order (each is `labs/source/<name>/<name>.ipynb`)."""
