@@ -177,19 +177,21 @@ class PRM:
 class RLVR:
     """Chapter 7: GRPO on the arithmetic family against a verifier (DeepSeekMath; DeepSeek-R1)."""
 
-    steps: int = _help("GRPO iterations of each chapter-7 run.", 60)
+    steps: int = _help("GRPO iterations of each chapter-7 run.", 50)
     prompts: int = _help("Prompts per GRPO rollout (each sampled group_size times).", 16)
     group_size: int = _help("G: completions per prompt (DeepSeekMath: 64).", 8)
     minibatch: int = _help("Completions per GRPO gradient step.", 64)
     epochs: int = _help("μ: passes over each rollout; > 1, or the ratio is always 1 and the clip never acts.", 2)
     lr: float = _help("Learning rate of GRPO.", 1e-4)
     beta: float = _help("k3 KL weight to the SFT model in the loss (DeepSeekMath: 0.04).", 0.04)
-    hack_steps: int = _help("Iterations of the sloppy-verifier run: twice the others', since a hack shows as "
-                            "gold falling while the verifier's reward still climbs.", 120)
+    hack_steps: int = _help("Iterations of the runs against a loose verifier: longer than the others, since a "
+                            "hack shows as gold falling while the verifier's reward still climbs.", 60)
+    ppo_steps: int = _help("Iterations of chapter 3's PPO on the same prompts (§7).", 20)
     eval_every: int = _help("Held-out pass@1 every this many iterations.", 10)
     eval_problems: int = _help("Held-out arithmetic problems of the pass@1 curve (one sample each).", 200)
-    pool_problems: int = _help("Held-out problems of the pass@k pools (one pool per model).", 100)
-    pool_samples: int = _help("Samples per pool problem: pass@k for k up to this.", 64)
+    pool_problems: int = _help("Held-out problems of the pass@k pools (one pool per model).", 80)
+    pool_samples: int = _help("SFT's and GRPO's samples per pool problem: pass@k for k up to this.", 64)
+    pool_others: int = _help("The other runs' samples per pool problem (their pass@1 and KL).", 8)
 
 
 SECTIONS = {"pretrain": Pretrain, "sft": SFT, "sampling": Sampling, "eval": Eval, "rm": RM, "ppo": PPO, "dpo": DPO,
@@ -264,7 +266,7 @@ PROFILES: dict[str, Profile] = {
                 feedback_prompts=6),
         prm=PRM(problems=8, samples=8, train_problems=40, train_samples=4, auto_solutions=40, rollouts=2, epochs=1,
                 batch=8, beam_width=2, expansions=2, search_problems=4),
-        rlvr=RLVR(steps=4, prompts=4, group_size=4, minibatch=16, hack_steps=6, eval_every=2, eval_problems=16, pool_problems=8,
+        rlvr=RLVR(steps=4, prompts=4, group_size=4, minibatch=16, hack_steps=6, ppo_steps=4, eval_every=2, eval_problems=16, pool_problems=8,
                   pool_samples=8),
     ),
     "cpu": Profile(
@@ -302,7 +304,7 @@ PROFILES: dict[str, Profile] = {
         cai=CAI(samples=8, helpful=1350, comparisons=8, steps=600, batch=32, hard_steps=1800, feedback_prompts=100),
         prm=PRM(problems=500, samples=256, train_problems=2000, train_samples=16, auto_solutions=4000, rollouts=8,
                 batch=32, lr=1e-4, beam_width=8, expansions=8, search_problems=100),
-        rlvr=RLVR(steps=200, prompts=64, group_size=16, minibatch=256, lr=3e-5, hack_steps=400, eval_every=20, eval_problems=500,
+        rlvr=RLVR(steps=200, prompts=64, group_size=16, minibatch=256, lr=3e-5, hack_steps=400, ppo_steps=200, eval_every=20, eval_problems=500,
                   pool_problems=300, pool_samples=256),
     ),
 }

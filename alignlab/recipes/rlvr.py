@@ -5,7 +5,7 @@
          ├─► grpo_lenient    a verifier that lets through unreadable answers, `rlvr.hack_steps`
          ├─► grpo_dr         Dr. GRPO: norm "dr_grpo", advantages not ÷ std (length, §6)
          ├─► ppo_arithmetic  chapter 3's PPO against chapter 2's reward model, on the same prompts
-         └─► rlvr_pools      `rlvr.pool_samples` samples per held-out problem from each model above
+         └─► rlvr_pools      samples per held-out problem from each model above (pass@k, KL)
 
 Every run logs the same held-out evaluation (`rlvr_eval.held_out`: pass@1, sloppy reward, length,
 worked steps) every `rlvr.eval_every` iterations, so the chapter plots them on one axis.
@@ -31,6 +31,8 @@ POOL_FILE = "pools.json"
 GRPO_FIELDS = ("rlvr.steps", "rlvr.prompts", "rlvr.group_size", "rlvr.minibatch", "rlvr.epochs", "rlvr.lr",
                "rlvr.beta", "rlvr.eval_every", "rlvr.eval_problems", "sampling.max_new_tokens", "sampling.batch")
 POOL_MODELS = ("sft", "grpo", "grpo_sloppy", "grpo_dr", "ppo_arithmetic")
+PASS_AT_K = ("sft", "grpo")
+"""The pool models whose pass@k curves the chapter draws; the others get `rlvr.pool_others` samples."""
 
 
 def eval_problems(profile: Profile) -> list[str]:
@@ -78,26 +80,27 @@ def grpo_run(job: Job, verifier: str = "exact", norm: str = "grpo", hack: bool =
 
 
 def ppo_arithmetic(job: Job) -> dict:
-    """Chapter 3's main PPO (adaptive β, no ptx) against chapter 2's reward model, on the family's
-    training prompts, evaluated like the GRPO runs."""
+    """Chapter 3's main PPO (adaptive β, no ptx) against chapter 2's reward model for `rlvr.ppo_steps`
+    iterations on the family's training prompts, evaluated like the GRPO runs."""
     p = job.profile
-    return train_ppo_run(job, "rm", p.ppo.beta, target_kl=p.ppo.target_kl, prompts=list(world.train_prompts(FAMILY)),
-                         held_out=partial(held_out, every=p.ppo.eval_every))
+    return train_ppo_run(job, "rm", p.ppo.beta, steps=p.rlvr.ppo_steps, target_kl=p.ppo.target_kl,
+                         prompts=list(world.train_prompts(FAMILY)), held_out=partial(held_out, every=p.ppo.eval_every))
 
 
 def pools(job: Job) -> dict:
-    """`rlvr.pool_samples` samples per pool problem from each of POOL_MODELS, with each sample's
-    sequence KL to the SFT model."""
+    """Samples per pool problem from each of POOL_MODELS — `rlvr.pool_samples` from SFT and GRPO
+    (pass@k), `rlvr.pool_others` from the rest (pass@1, KL) — with each sample's KL to the SFT model."""
     profile = job.profile
     ref, tok = job.deps["sft"].load(dtype=torch.float32)
     problems, out, summary = pool_problems(profile), {}, {}
     for name in POOL_MODELS:
         policy = ref if name == "sft" else job.deps[name].load(dtype=torch.float32)[0]
-        out[name] = rlvr_eval.sample_pool(policy, ref, tok, problems, profile.rlvr.pool_samples,
+        n = profile.rlvr.pool_samples if name in PASS_AT_K else profile.rlvr.pool_others
+        out[name] = rlvr_eval.sample_pool(policy, ref, tok, problems, n,
                                           profile.sampling.max_new_tokens, seed=3, batch_size=profile.sampling.batch)
         summary[name] = float(rlvr_eval.pool_correct(problems, out[name]["responses"]).mean())
     (job.out / POOL_FILE).write_text(json.dumps({"problems": problems, **out}))
-    return {"pass1": summary, "problems": len(problems), "samples": profile.rlvr.pool_samples}
+    return {"pass1": summary, "problems": len(problems), "samples": {name: len(out[name]["responses"][0]) for name in out}}
 
 
 def load_pools(path: Path) -> dict:
@@ -112,15 +115,16 @@ def _grpo(name: str, why: str, **kw) -> Recipe:
 
 RUNS = [
     _grpo("grpo", "GRPO against the exact-match verifier (DeepSeekMath's loss)"),
-    _grpo("grpo_sloppy", "GRPO against a sloppy verifier that pays for the answer anywhere, trained twice as long",
+    _grpo("grpo_sloppy", "GRPO against a sloppy verifier that pays for the answer anywhere, trained longer",
           verifier="sloppy", hack=True),
-    _grpo("grpo_lenient", "GRPO against a verifier that lets through answers it cannot read, trained twice as long",
+    _grpo("grpo_lenient", "GRPO against a verifier that lets through answers it cannot read, trained longer",
           verifier="lenient", hack=True),
     _grpo("grpo_dr", "Dr. GRPO: a constant length normaliser, advantages not ÷ std", norm="dr_grpo"),
     Recipe("ppo_arithmetic", ppo_arithmetic, sized=True, deps=("sft", "rm", "rm_data"),
-           fields=MAIN_PPO_FIELDS + ("rlvr.eval_problems",),
+           fields=MAIN_PPO_FIELDS + ("rlvr.ppo_steps", "rlvr.eval_problems"),
            why="PPO against chapter 2's reward model on the arithmetic prompts (RLHF beside RLVR)"),
     Recipe("rlvr_pools", pools, sized=True, deps=POOL_MODELS,
-           fields=("rlvr.pool_problems", "rlvr.pool_samples", "sampling.max_new_tokens", "sampling.batch"),
+           fields=("rlvr.pool_problems", "rlvr.pool_samples", "rlvr.pool_others", "sampling.max_new_tokens",
+                   "sampling.batch"),
            why="pass@k pools: many samples per held-out problem from SFT and each chapter-7 run"),
 ]
