@@ -82,6 +82,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python bench/train_throughput.py
 	OMP_NUM_THREADS=1 $(BIN)/python bench/rollout.py
 	OMP_NUM_THREADS=1 $(BIN)/python bench/dpo.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/grpo.py
 
 # Removes the environment and build artefacts; never a cache (ALIGNLAB_HOME, ./.alignlab).
 clean:

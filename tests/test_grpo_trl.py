@@ -107,7 +107,8 @@ def theirs(model_dir, tok, c: GRPOConfig, exp: grpo.GroupExperience, tmp_path):
 def test_group_logprobs_equal_one_forward_per_row(model_dir, tok, rows, T):
     """`grpo.group_logprobs` (each distinct prompt run once, its keys and values shared by its rows)
     equals `ppo.response_logprobs_values` (every row whole), values and gradients. The speed-up it
-    buys is in bench/RESULTS.md. (A test of grpo.py: it belongs in tests/test_grpo.py.)"""
+    buys is in bench/RESULTS.md. It lives here for this file's fixed ragged rollout, which both
+    backends' loss tests use too."""
     policy = load_policy(model_dir).train()
     ro = fixed_rollout(tok)
     ids, attn, L = full_sequences(ro.prompt_ids, ro.tokens, ro.mask, tok.pad_token_id)
