@@ -240,6 +240,15 @@ def call(name: str, fn: Callable, *args, **kwargs) -> Any:
     return out
 
 
+def student_error(err: LabCheckError) -> str:
+    """What the student's own function raised ("ValueError: …"), from the error `call` chained it
+    to; re-raises `err` when the check failed for another reason (not written yet, too slow, …)."""
+    cause = err.__cause__
+    if cause is None:
+        raise err
+    return f"{type(cause).__name__}: {cause}"
+
+
 def guarded(name: str, fn: Callable) -> Callable:
     """`fn` called through `call`: what a lab hands to a trainer, so the training cell gets the
     same time limit and feedback as the checks."""

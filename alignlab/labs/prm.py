@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import prm, search
-from .core import REQUIRED_CELLS, LabCheckError, call, passed, student_function, wrong
+from .core import REQUIRED_CELLS, LabCheckError, call, passed, student_error, student_function, wrong
 
 REQUIRED_CELLS["lab6_prm"] = {"score_solution": "code", "test_score_solution": "code",
                               "select_best_of_n": "code", "test_select_best_of_n": "code",
@@ -66,13 +66,6 @@ def _as_float(out) -> float | None:
         return None
 
 
-def _raised_why(err: LabCheckError) -> str:
-    """The student's exception from `call`'s "… raised X (called …)" message; re-raise any other check error."""
-    if " raised " not in str(err):
-        raise err
-    return str(err).split(" raised ")[1].split(" (called")[0]
-
-
 def check_score_solution(fn: Callable | None = None) -> None:
     """Check both scores of a three-step solution, then a solution with no scored step."""
     fn = student_function("score_solution", fn)
@@ -92,7 +85,7 @@ def check_score_solution(fn: Callable | None = None) -> None:
         empty = [_as_float(call("score_solution", fn, [], how)) for how in ("product", "min")]
     except LabCheckError as err:
         raise LabCheckError("score_solution: it raised on a solution with no scored step (step_probs = []), "
-                            f"{_raised_why(err)}; check for an empty list first and return 0.0: nothing to "
+                            f"{student_error(err)}; check for an empty list first and return 0.0: nothing to "
                             "verify.") from err.__cause__
     if 1.0 in empty:
         raise LabCheckError("score_solution: with no scored step (step_probs = []) you return 1 (the product "
@@ -221,7 +214,7 @@ def check_select_best_of_n(fn: Callable | None = None) -> None:
         first = _as_index(call("select_best_of_n", fn, *map(list, nothing)))
     except LabCheckError as err:
         raise LabCheckError("select_best_of_n: it raised when no candidate has an answer (every answer None), "
-                            f"{_raised_why(err)}; there is no vote then: return 0, the first candidate."
+                            f"{student_error(err)}; there is no vote then: return 0, the first candidate."
                             ) from err.__cause__
     if first != 0:
         raise LabCheckError(f"select_best_of_n: when no candidate has an answer there is no vote: return 0 (the "
