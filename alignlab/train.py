@@ -203,8 +203,10 @@ def _step(acc: Accelerator, model, fwd, micro: list[Batch], loss_fn: LossFn) -> 
     return acc.reduce(total, reduction="sum"), sums
 
 
-def train(model: torch.nn.Module, batch_fn: BatchFn, loss_fn: LossFn, config: TrainConfig) -> list[dict]:
-    """Train `model` in place; returns the history (one dict per logged step)."""
+def train(model: torch.nn.Module, batch_fn: BatchFn, loss_fn: LossFn, config: TrainConfig,
+          evaluate: Callable[[torch.nn.Module], dict] | None = None) -> list[dict]:
+    """Train `model` in place; returns the history (one dict per logged step). `evaluate(model)`,
+    if given, runs without gradients at every logged step and its numbers join that row."""
     set_seed(config.seed)
     acc = accelerator(config.mixed_precision)
     optimizer = make_optimizer(model, config)
@@ -232,6 +234,9 @@ def train(model: torch.nn.Module, batch_fn: BatchFn, loss_fn: LossFn, config: Tr
             row = {"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
                    "grad_norm": float(grad_norm), "seconds": time.time() - t0,
                    **{k: float(v) for k, v in metrics.items()}}
+            if evaluate is not None:
+                with torch.no_grad():
+                    row.update(evaluate(acc.unwrap_model(model)))
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}")
         checkpoint(acc, config.checkpoint_dir, step + 1, config.steps, config.checkpoint_every, lambda: {
