@@ -6,6 +6,7 @@ docstrings: B batch, T time, V vocabulary. Later chapters add their objectives h
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -380,3 +381,49 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
         if kl is not None:
             metrics["kl"] = (kl * mask).sum() / n
     return loss, metrics
+
+
+# --- chapter 8: weak-to-strong generalization (Burns et al., 2023) -------------------------------
+
+
+def pgr(weak_acc, w2s_acc, ceiling_acc):
+    """Performance gap recovered (Burns et al., 2023, §3):
+
+        PGR = (weak-to-strong − weak) / (strong ceiling − weak)
+
+    1 = the student trained on weak labels does as well as the strong model trained on ground truth;
+    0 = no better than its weak supervisor. Floats → a float; arrays (one entry per seed, pair, …) →
+    an array, elementwise. ValueError where the ceiling does not exceed the weak model: there is no
+    gap to recover, and the ratio would be meaningless or infinite."""
+    weak, w2s, ceiling = (np.asarray(x, dtype=float) for x in (weak_acc, w2s_acc, ceiling_acc))
+    gap = ceiling - weak
+    if np.any(~(gap > 0)):
+        raise ValueError(f"PGR needs a strong ceiling above the weak model (ceiling − weak = {gap}); "
+                         "with no gap there is nothing to recover")
+    out = (w2s - weak) / gap
+    return float(out) if out.ndim == 0 else out
+
+
+def confidence_loss(student_logits: torch.Tensor, weak_probs: torch.Tensor, alpha: float) -> tuple[torch.Tensor, Metrics]:
+    """Burns et al.'s auxiliary confidence loss (§4.3.2, eq. 1), to minimise:
+
+        L = (1 − α) · CE(f, f_w) + α · CE(f, hard(f))
+
+    f = softmax(student_logits) (B, 2), f_w = weak_probs (B, 2) the weak supervisor's soft labels,
+    hard(f) the student's own predictions hardened to one-hot by a threshold on f[:, 0] at the
+    quantile equal to the weak labels' positive share, so that the hardened positive rate matches
+    the weak labels' in the batch (their code, `weak_to_strong/loss.py:99-105`: it stops the student
+    from collapsing onto one class). hard(f) is detached: a target, never a path for gradients. As
+    CE is linear in its target this is one CE to the target (1 − α) f_w + α hard(f), as their code
+    computes it. α's warm-up (their code: α · step_frac for the first 10% of steps) is the trainer's.
+    α = 0 is plain cross-entropy to the weak labels. Metrics: hard_positive (the hardened positive
+    rate), agreement (student argmax = weak argmax)."""
+    logits = upcast(student_logits)
+    weak = upcast(weak_probs).detach()
+    probs = logits.softmax(-1).detach()  # (B, 2)
+    threshold = torch.quantile(probs[:, 0], weak[:, 1].mean())
+    hard = torch.stack([probs[:, 0] >= threshold, probs[:, 0] < threshold], dim=-1).to(logits.dtype)  # (B, 2)
+    target = (1 - alpha) * weak + alpha * hard
+    loss = F.cross_entropy(logits, target)
+    return loss, {"hard_positive": hard[:, 1].mean(),
+                  "agreement": (logits.argmax(-1) == weak.argmax(-1)).float().mean().detach()}

@@ -197,3 +197,24 @@ def pareto(points: Mapping[str, tuple[float, float]], errors: Mapping[str, tuple
            ylabel="helpfulness (gold reward, every other prompt)")
     ax.grid(alpha=0.3)
     return ax
+
+
+def pgr_heatmap(cells: Mapping[str, Mapping[str, dict]], rungs: Sequence[str], loss: str, ax=None, title: str = ""):
+    """Weak-to-strong PGR (Burns et al., 2023, Fig. 3 in miniature): rows the weak supervisor's rung,
+    columns the strong student's, each cell the mean PGR ± its spread over seeds, grey "n/a" where the
+    ceiling does not exceed the weak model by `w2s_eval.MIN_SE` standard errors. `cells` is
+    `w2s_eval.grid(record)`: {"weak>strong": {loss: cell}}."""
+    ax = _axes(ax, size=(3.4, 3))
+    grid = np.full((len(rungs), len(rungs)), np.nan)
+    for pair, by_loss in cells.items():
+        w, s = pair.split(">")
+        i, j, cell = rungs.index(w), rungs.index(s), by_loss[loss]
+        text = "n/a" if cell["pgr"] is None else f"{cell['pgr']:.2f}\n±{cell['pgr_std']:.2f}"
+        grid[i, j] = np.nan if cell["pgr"] is None else cell["pgr"]
+        ax.text(j, i, text, ha="center", va="center", fontsize=9)
+        if cell["pgr"] is None:
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, color="0.85", zorder=0))
+    ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=-1, vmax=1)
+    ax.set(xticks=range(len(rungs)), xticklabels=rungs, yticks=range(len(rungs)), yticklabels=rungs,
+           xlabel="strong student", ylabel="weak supervisor", title=title)
+    return ax

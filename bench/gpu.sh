@@ -15,3 +15,4 @@ python bench/rm_gap.py --profile gpu | tee -a "$out/gpu.jsonl"
 python bench/cai_pilot.py --profile gpu | tee -a "$out/gpu.jsonl"    # chapter 5: does a gpu-size policy tell held-out harmful from benign requests?
 python bench/prm_curve.py --profile gpu | tee -a "$out/gpu.jsonl"    # chapter 6: PRM vs ORM vs majority vote at N = 256
 python bench/grpo.py --profile gpu --prompts 32 --new-tokens 32 | tee -a "$out/gpu.jsonl"    # chapter 7: GRPO completions/s vs TRL GRPOTrainer (goal ≥ 5×); ours samples with static_decode
+python bench/w2s.py --profile gpu | tee -a "$out/gpu.jsonl"    # chapter 8: the weak-to-strong grid with every block fine-tuned (Burns et al.'s setting)

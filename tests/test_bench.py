@@ -115,3 +115,15 @@ def test_prm_curve_prints_one_json_line():
     bands = [r[f"N={row['pool']}"] for r in row["at_N"].values()]
     assert {"majority vote", "best-of-N, prm_gold", "pass@N (oracle)"} <= set(row["at_N"])
     assert all(lo <= m <= hi for m, lo, hi in bands) and row["search"]["beam"][1] > 0
+
+
+@pytest.mark.slow
+def test_w2s_prints_one_json_line():
+    """On the ci zoo (built up front by `make test`, or built here once)."""
+    row = run_bench("w2s.py")
+    ci = profiles.get_profile("ci")
+    assert row["bench"] == "w2s" and row["profile"] == "ci" and set(row["tasks"]) == set(ci.w2s.tasks)
+    assert set(row["screen"]) == set(ci.w2s.screen) and set(row["n_params"]) == {"small", "policy", "large"}
+    for task in row["tasks"].values():
+        assert set(task["pgr"]) == {"small>policy", "small>large", "policy>large"}
+        assert all(len(v) == 2 for by_loss in task["pgr"].values() for v in by_loss.values())
