@@ -28,7 +28,7 @@ import yaml
 
 from alignlab import bradley_terry as bt
 from alignlab import (cai, cai_eval, evaluate, grpo, losses, overoptimization, prm, recipes, reward, rlvr_eval, search,
-                      verifiers, world)
+                      verifiers, w2s_eval, world)
 from alignlab.bandit import Bandit
 from alignlab.quiz import check, load_bank
 from alignlab.quiz.bank import chapters, normalise
@@ -381,6 +381,31 @@ def sharpening_on_pass_at_k(n: int = 16) -> str | None:
 # --- the table -------------------------------------------------------------------------------
 
 
+def hardened_positives(n: int = 10, weak_share: float = 0.3) -> float:
+    """`losses.confidence_loss` (α = 1) on a batch the student calls positive throughout, with distinct
+    confidences, and weak labels whose positive probabilities average `weak_share`: how many harden to 1."""
+    logits = torch.stack([torch.zeros(n), torch.linspace(1.0, 3.0, n)], -1)
+    p = torch.full((n,), weak_share)
+    _, metrics = losses.confidence_loss(logits, torch.stack([1 - p, p], -1), 1.0)
+    return round(float(metrics["hard_positive"]) * n)
+
+
+def confidence_loss_at_alpha_zero() -> str | None:
+    logits = torch.randn(12, 2, generator=torch.Generator().manual_seed(0))
+    weak = torch.rand(12, generator=torch.Generator().manual_seed(1))
+    weak = torch.stack([1 - weak, weak], -1)
+    if torch.isclose(losses.confidence_loss(logits, weak, 0.0)[0], torch.nn.functional.cross_entropy(logits, weak)):
+        return "Cross-entropy to the weak labels"
+    return None
+
+
+def reported_pgr(weak: float = 0.62, ceiling: float = 0.64, student: float = 0.70, n: int = 2000) -> str:
+    """What the chapter's rule (`w2s_eval.MIN_SE`) reports for one pair."""
+    if ceiling - weak < w2s_eval.MIN_SE * w2s_eval.diff_se(weak, ceiling, n):
+        return "n/a"
+    return f"{losses.pgr(weak, student, ceiling):.1f}"
+
+
 @dataclass(frozen=True)
 class Row:
     compute: Callable[[], object]
@@ -442,6 +467,10 @@ ANSWERS: dict[tuple[str, str], Row] = {
     ("07", "length-bias"): Row(harder_pushed_wrong_response),
     ("07", "length-norms"): Row(norms_weighing_tokens_alike),
     ("07", "sharpen-passk"): Row(sharpening_on_pass_at_k),
+    ("08", "pgr-by-hand"): Row(lambda: losses.pgr(0.60, 0.72, 0.80), tol=0.002, decimals=2),
+    ("08", "hardened-share"): Row(hardened_positives, decimals=0),
+    ("08", "alpha-zero"): Row(confidence_loss_at_alpha_zero),
+    ("08", "pgr-na"): Row(reported_pgr),
 }
 
 
