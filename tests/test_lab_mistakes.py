@@ -506,8 +506,153 @@ LAB7 = [
     ("grpo_loss", grpo_loss_by(detach_old=False), "detach old_logprobs", "old-log-probs-not-detached"),
 ]
 
+# --- lab 8: pgr, confidence_loss ---------------------------------------------------------------------
+
+
+def pgr_by(formula):
+    """A student's pgr with numpy on whole arrays and a ValueError without a gap, its `formula(w, s, c)` changed."""
+    def pgr(weak_acc, w2s_acc, ceiling_acc):
+        weak, student, ceiling = (np.asarray(x, dtype=float) for x in (weak_acc, w2s_acc, ceiling_acc))
+        if np.any(~(ceiling - weak > 0)):
+            raise ValueError("no gap to recover")
+        out = formula(weak, student, ceiling)
+        return float(out) if out.ndim == 0 else out
+    return pgr
+
+
+def pgr_guarded_by(no_gap):
+    """A student's pgr that raises only where `no_gap(ceiling − weak)` says so (or never: None)."""
+    def pgr(weak_acc, w2s_acc, ceiling_acc):
+        weak, student, ceiling = (np.asarray(x, dtype=float) for x in (weak_acc, w2s_acc, ceiling_acc))
+        if no_gap is not None and no_gap(ceiling - weak):
+            raise ValueError("no gap to recover")
+        out = (student - weak) / (ceiling - weak)
+        return float(out) if out.ndim == 0 else out
+    return pgr
+
+
+def pgr_without_return(weak_acc, w2s_acc, ceiling_acc):
+    gap = ceiling_acc - weak_acc
+    if gap <= 0:
+        raise ValueError("no gap to recover")
+    recovered = (w2s_acc - weak_acc) / gap  # noqa: F841 (computed, never returned)
+
+
+def pgr_with_float(weak_acc, w2s_acc, ceiling_acc):
+    weak, student, ceiling = float(weak_acc), float(w2s_acc), float(ceiling_acc)
+    if not ceiling - weak > 0:
+        raise ValueError("no gap to recover")
+    return (student - weak) / (ceiling - weak)
+
+
+def pgr_with_max(weak_acc, w2s_acc, ceiling_acc):
+    gap = max(ceiling_acc - weak_acc, 0.0)
+    if gap == 0:
+        raise ValueError("no gap to recover")
+    return (w2s_acc - weak_acc) / gap
+
+
+def pgr_of_the_mean_seed(weak_acc, w2s_acc, ceiling_acc):
+    weak, student, ceiling = np.mean(weak_acc), np.mean(w2s_acc), np.mean(ceiling_acc)  # one number per run
+    if not ceiling - weak > 0:
+        raise ValueError("no gap to recover")
+    return float((student - weak) / (ceiling - weak))
+
+
+def pgr_plain_division(weak_acc, w2s_acc, ceiling_acc):
+    return (w2s_acc - weak_acc) / (ceiling_acc - weak_acc)
+
+
+def pgr_asserting(weak_acc, w2s_acc, ceiling_acc):
+    weak, student, ceiling = (np.asarray(x, dtype=float) for x in (weak_acc, w2s_acc, ceiling_acc))
+    assert np.all(ceiling > weak), "no gap to recover"
+    out = (student - weak) / (ceiling - weak)
+    return float(out) if out.ndim == 0 else out
+
+
+def confidence_loss_by(share=lambda w: w[:, 1].mean(), columns=lambda p0, t: (p0 >= t, p0 < t),
+                       mix=lambda a, w, h: (1 - a) * w + a * h, hard_weak=False, reduction="mean", sign=1):
+    """A student's confidence_loss: hardened at the quantile `share(weak)` of f[:, 0] (None: at ½),
+    one-hot `columns(f[:, 0], threshold)`, the target `mix(α, weak, hard)`, then F.cross_entropy."""
+    def confidence_loss(student_logits, weak_probs, alpha):
+        weak = F.one_hot(weak_probs.argmax(-1), 2).float() if hard_weak else weak_probs
+        probs = student_logits.detach().softmax(-1)
+        q = share(weak)
+        threshold = 0.5 if q is None else torch.quantile(probs[:, 0], q)
+        hard = torch.stack(columns(probs[:, 0], threshold), dim=-1).float()
+        return sign * F.cross_entropy(student_logits, mix(alpha, weak, hard), reduction=reduction)
+    return confidence_loss
+
+
+def _hardened(probs, weak_probs):  # the right one-hot, (B, 2)
+    threshold = torch.quantile(probs[:, 0], weak_probs[:, 1].mean())
+    return torch.stack([probs[:, 0] >= threshold, probs[:, 0] < threshold], dim=-1).float()
+
+
+def confidence_by_argmax(student_logits, weak_probs, alpha):
+    hard = F.one_hot(student_logits.argmax(-1), 2).float()
+    return F.cross_entropy(student_logits, (1 - alpha) * weak_probs + alpha * hard)
+
+
+def confidence_to_soft_self(student_logits, weak_probs, alpha):
+    probs = student_logits.softmax(-1)  # neither hardened nor detached
+    return F.cross_entropy(student_logits, (1 - alpha) * weak_probs + alpha * probs)
+
+
+def confidence_straight_through(student_logits, weak_probs, alpha):
+    probs = student_logits.softmax(-1)
+    hard = _hardened(probs.detach(), weak_probs)
+    hard = hard + probs - probs.detach()  # the one-hot's value, the probabilities' gradient
+    return F.cross_entropy(student_logits, (1 - alpha) * weak_probs + alpha * hard)
+
+
+def confidence_of_probabilities(student_logits, weak_probs, alpha):
+    probs = student_logits.softmax(-1)
+    return F.cross_entropy(probs, (1 - alpha) * weak_probs + alpha * _hardened(probs.detach(), weak_probs))
+
+
+def confidence_from_detached_probs(student_logits, weak_probs, alpha):
+    probs = student_logits.detach().softmax(-1)  # detached once, used for the target and the loss alike
+    target = (1 - alpha) * weak_probs + alpha * _hardened(probs, weak_probs)
+    return -(target * probs.log()).sum(-1).mean()
+
+
+LAB8 = [
+    ("pgr", pgr_by(lambda w, s, c: (c - w) / (s - w)), "swapped numerator and denominator", "swapped"),
+    ("pgr", pgr_by(lambda w, s, c: (c - s) / (c - w)), "1 − PGR", "one-minus-pgr"),
+    ("pgr", pgr_by(lambda w, s, c: 100 * (s - w) / (c - w)), "percentage", "percentage"),
+    ("pgr", pgr_by(lambda w, s, c: np.clip((s - w) / (c - w), 0, 1)), "clipped PGR at 0", "clipped"),
+    ("pgr", pgr_by(lambda w, s, c: (s - w) / (1 - w)), "divided by 1 − weak", "gap-to-perfect"),
+    ("pgr", pgr_without_return, "return one number", "no-return"),
+    ("pgr", pgr_with_float, "raised on arrays", "float-on-arrays"),
+    ("pgr", pgr_with_max, "raised on arrays", "max-on-arrays"),
+    ("pgr", pgr_of_the_mean_seed, "an array of three PGRs", "mean-over-seeds"),
+    ("pgr", pgr_by(lambda w, s, c: (s - w) / np.mean(c - w)), "not elementwise on arrays", "mean-gap"),
+    ("pgr", pgr_guarded_by(None), "no error where there is no gap", "inf-on-zero-gap"),
+    ("pgr", pgr_guarded_by(lambda gap: np.any(gap <= 0)), "a NaN ceiling", "nan-passes"),
+    ("pgr", pgr_guarded_by(lambda gap: np.all(~(gap > 0))), "one seed of three has no gap", "all-not-any"),
+    ("pgr", pgr_plain_division, "not ZeroDivisionError", "zero-division"),
+    ("pgr", pgr_asserting, "not AssertionError", "assert"),
+    ("confidence_loss", confidence_loss_by(share=lambda w: None), "by argmax (a fixed threshold of ½",
+     "fixed-half-threshold"),
+    ("confidence_loss", confidence_by_argmax, "by argmax (a fixed threshold of ½", "argmax"),
+    ("confidence_loss", confidence_loss_by(share=lambda w: 0.5), "median", "median-threshold"),
+    ("confidence_loss", confidence_loss_by(share=lambda w: w[:, 0].mean()), "negative share", "negative-share"),
+    ("confidence_loss", confidence_loss_by(columns=lambda p0, t: (p0 < t, p0 >= t)), "columns are the wrong way",
+     "columns-swapped"),
+    ("confidence_loss", confidence_loss_by(mix=lambda a, w, h: a * w + (1 - a) * h), "α weights the wrong term",
+     "alpha-swapped"),
+    ("confidence_loss", confidence_to_soft_self, "soft probabilities", "soft-self-target"),
+    ("confidence_loss", confidence_loss_by(hard_weak=True), "hardened the weak labels", "hard-weak-labels"),
+    ("confidence_loss", confidence_loss_by(reduction="sum"), "summed over the batch", "summed"),
+    ("confidence_loss", confidence_loss_by(sign=-1), "sign is flipped", "sign-flipped"),
+    ("confidence_loss", confidence_of_probabilities, "passed probabilities", "probabilities-as-logits"),
+    ("confidence_loss", confidence_from_detached_probs, "no gradient reaches", "detached-logits"),
+    ("confidence_loss", confidence_straight_through, "carries gradient", "target-not-detached"),
+]
+
 MISTAKES = [pytest.param(f, student, says, id=f"{f}-{id_}")
-            for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4 + LAB5 + LAB6 + LAB7]
+            for f, student, says, id_ in LAB1 + LAB2 + LAB3 + LAB4 + LAB5 + LAB6 + LAB7 + LAB8]
 
 
 def feedback(function: str, student) -> str:
@@ -534,7 +679,7 @@ RAISED = re.compile(r'raise LabCheckError\(f?"([^"{]+)')  # a raise's message, u
 
 def table_mistakes() -> set[str]:
     """The keys of every lab module's `_*_mistakes()` tables (each built on its check's worked example)."""
-    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo, labs.cai, labs.prm, labs.grpo)
+    modules = (labs.sft, labs.reward_model, labs.ppo, labs.dpo, labs.cai, labs.prm, labs.grpo, labs.w2s)
     return {message for module in modules for name, table in vars(module).items()
             if name.endswith("_mistakes") for message in table()}
 

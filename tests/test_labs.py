@@ -245,6 +245,36 @@ def loop_grpo_loss(logprobs, old_logprobs, advantages, mask, clip_eps=0.2, ref_l
     return sum(row_means) / len(row_means) if norm == "grpo" else total / count
 
 
+def loop_pgr(weak_acc, w2s_acc, ceiling_acc):
+    """One seed at a time: (s − w) / (c − w), a ValueError unless every c − w > 0 (NaN fails that too);
+    floats in, a float out."""
+    if np.ndim(weak_acc) == 0:
+        return float(loop_pgr([weak_acc], [w2s_acc], [ceiling_acc])[0])
+    out = []
+    for w, s, c in zip(weak_acc, w2s_acc, ceiling_acc):
+        if not c - w > 0:
+            raise ValueError(f"no gap to recover: ceiling {c} − weak {w}")
+        out.append((s - w) / (c - w))
+    return np.array(out)
+
+
+def loop_confidence_loss(student_logits, weak_probs, alpha):
+    """Row by row: −Σ_c ((1 − α)·f_w[c] + α·hard[c]) · log f[c], hard = [1, 0] where f[0] is at or above
+    the threshold, else [0, 1]; the threshold f[:, 0]'s quantile at mean(f_w[:, 1]) by sorting, linearly
+    interpolated; the mean over rows."""
+    f0 = [float(x) for x in student_logits.detach().softmax(-1)[:, 0]]
+    ranked, q = sorted(f0), float(weak_probs[:, 1].mean()) * (len(f0) - 1)
+    lo = int(math.floor(q))
+    threshold = ranked[lo] + (q - lo) * (ranked[min(lo + 1, len(f0) - 1)] - ranked[lo])
+    total = 0.0
+    for z, w, p0 in zip(student_logits, weak_probs, f0):
+        logp = z.double().log_softmax(-1)  # in the graph of the logits; the targets are plain floats
+        hard = (1.0, 0.0) if p0 >= threshold else (0.0, 1.0)
+        for c in range(2):
+            total = total - ((1 - alpha) * float(w[c]) + alpha * hard[c]) * logp[c]
+    return total / len(student_logits)
+
+
 NAIVE_STUDENTS = {
     "response_mask": loop_response_mask, "masked_nll": loop_masked_nll,
     "bradley_terry_loss": loop_bradley_terry_loss, "ranking_to_pairs": loop_ranking_to_pairs,
@@ -253,6 +283,7 @@ NAIVE_STUDENTS = {
     "ai_preference": loop_ai_preference, "critique_and_revise": loop_critique_and_revise,
     "score_solution": loop_score_solution, "select_best_of_n": loop_select_best_of_n,
     "grpo_advantages": loop_grpo_advantages, "grpo_loss": loop_grpo_loss,
+    "pgr": loop_pgr, "confidence_loss": loop_confidence_loss,
 }
 
 
@@ -310,6 +341,32 @@ def test_lab7_grpo_run_check_replays_the_first_iteration(tok, tmp_path):
     uphill = lambda *args: 2 * loop_grpo_loss(*args).detach() - loop_grpo_loss(*args)  # the value, gradient negated
     with pytest.raises(labs.LabCheckError, match="the policy moved differently"):
         check(loop_grpo_advantages, uphill)
+
+
+def test_lab8_w2s_run_check_replays_the_run(tok):
+    """Lab 8's run check: a fit with a correct student passes; a loss off from the first batch, one right
+    only at α = 0, and one of the right value with the wrong gradient each fail with their own message."""
+    from alignlab import models, w2s
+    from conftest import TINY
+    lm = models.build_model(TINY, tok, seed=0).eval()
+    examples = w2s.task_examples("sums", 48, held_out=False, fits=lambda text: len(tok(text).input_ids) <= 96)
+    feats = w2s.features(lm, tok, [e.text for e in examples], "mlp")
+    p = torch.rand(len(examples), generator=torch.Generator().manual_seed(0))
+    weak = torch.stack([1 - p, p], -1)  # (N, 2) soft labels
+    config = w2s.FitConfig(lr=1e-2, epochs=2, batch=8, alpha=0.5, evals=4)
+
+    def check(loss):
+        mine = labs.w2s_objective(loss)
+        history = w2s.fit(w2s.Classifier(lm, "mlp"), feats, weak, config, loss_fn=mine)
+        return labs.check_w2s_run(history, mine, lm, "mlp", feats, weak, config)
+    assert check(loop_confidence_loss) is None
+    with pytest.raises(labs.LabCheckError, match="on the run's first batch .* your loss is"):
+        check(lambda *args: 2 * loop_confidence_loss(*args))
+    with pytest.raises(labs.LabCheckError, match="on the run's last batch .* your loss is"):
+        check(lambda logits, weak_probs, alpha: loop_confidence_loss(logits, weak_probs, 0.0))
+    uphill = lambda *args: 2 * loop_confidence_loss(*args).detach() - loop_confidence_loss(*args)  # gradient negated
+    with pytest.raises(labs.LabCheckError, match="the classifier moved differently"):
+        check(uphill)
 
 
 def _ppo_run(tok, tmp_path, objectives):

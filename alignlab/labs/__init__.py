@@ -27,6 +27,8 @@ from .prm import (check_prm_run, check_score_solution, check_select_best_of_n, h
                   hidden_select_best_of_n)
 from .grpo import (check_grpo_advantages, check_grpo_loss, check_grpo_run, grpo_objectives, hidden_grpo_advantages,
                    hidden_grpo_loss)
+from .w2s import (check_confidence_loss, check_pgr, check_w2s_run, hidden_confidence_loss, hidden_pgr,
+                  w2s_objective)
 
 LABS = tuple(REQUIRED_CELLS)
 """The labs, in order (each is `labs/source/<name>/<name>.ipynb`)."""
