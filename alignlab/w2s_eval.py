@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -80,9 +81,9 @@ def run_seed(lms: dict, feats: dict, labels: torch.Tensor, test_labels: torch.Te
                     "agree": float((pred == supervisor).float().mean())}
         runs = {}
         for loss, a_ in (("xent", 0.0), ("confidence", alpha)):
-            cfg = w2s.FitConfig(**{**config.__dict__, "alpha": a_})
-            clf, history = _trained(lms[strong][0], _take(train_f, b), weak_b[weak], cfg, tune, evaluate)
-            final = evaluate(clf)
+            _, history = _trained(lms[strong][0], _take(train_f, b), weak_b[weak], replace(config, alpha=a_), tune,
+                                  evaluate)
+            final = history[-1]  # the loop always logs (and so evaluates) its last step
             runs[loss] = {"acc": final["test_acc"], "agree": final["agree"],
                           "curve": [[r["step"], r["test_acc"], r["agree"]] for r in history]}
         out["students"][pair_name(weak, strong)] = runs
@@ -95,8 +96,8 @@ def run_task(name: str, lms: dict, examples: list, test: list, config: w2s.FitCo
     feats = {rung: (w2s.features(lm, tok, [e.text for e in examples], tune),
                     w2s.features(lm, tok, [e.text for e in test], tune)) for rung, (lm, tok) in lms.items()}
     labels, test_labels = torch.tensor([e.label for e in examples]), torch.tensor([e.label for e in test])
-    runs = [run_seed(lms, feats, labels, test_labels, w2s.split_halves(examples, s), w2s.FitConfig(
-        **{**config.__dict__, "seed": s}), tune, alpha) for s in seeds]
+    runs = [run_seed(lms, feats, labels, test_labels, w2s.split_halves(examples, s), replace(config, seed=s), tune,
+                     alpha) for s in seeds]
     return {"task": name, "n_train": len(examples), "n_test": len(test), "base_rate": float(test_labels.float().mean()),
             "seeds": list(seeds), "runs": runs}
 
