@@ -10,6 +10,7 @@
     alignlab quiz progress [--recover]     # your saved quiz scores, per chapter
     alignlab quiz clear-outputs NB ...     # strip executed quiz cells, progress bars and widget state
     alignlab lab check NB ...              # a lab notebook still has every graded cell
+    alignlab report [--profile P] [--out REPORT.md] [--results DIR] [--compute]  # the report card
 
 Each command's actions are sub-parsers, so each has its own help, example and argument checks; a
 wrong argument exits 2 with argparse's message. Modules are imported inside the handlers, so
@@ -142,6 +143,19 @@ def _lab_check(args) -> int:
     return status
 
 
+def _report(args) -> int:
+    from pathlib import Path
+
+    from . import report
+    chapters = report.chapter_ids()
+    folder = Path(args.results) if args.results else report.default_folder(args.profile)
+    if args.compute:
+        report.compute_missing(chapters, args.profile, folder)
+    collected = report.collect(args.profile, folder, chapters)
+    print(f"{report.render(collected, args.profile, Path(args.out))}\n{report.summary(collected)}")
+    return 0
+
+
 def _add(sub, name: str, help: str, examples: list[str], func=None, **kw) -> argparse.ArgumentParser:
     """A sub-parser with a one-line `help` (listed under its parent's --help) and `examples`
     under its own --help; `func` handles it, `kw` go to `add_parser`."""
@@ -211,6 +225,21 @@ def _lab_parser(sub) -> None:
                        help="lab notebooks, e.g. submitted/*/lab1_sft/lab1_sft.ipynb")
 
 
+def _report_parser(sub) -> None:
+    rep = _add(sub, "report", "write the report card: each chapter's headline numbers beside the papers', "
+                              "with plots", ["alignlab report", "alignlab report --profile gpu --out gpu/REPORT.md",
+                                             "alignlab report --profile ci --compute"], _report)
+    rep.add_argument("--profile", choices=sorted(PROFILES), default="cpu",
+                     help="whose numbers (default: cpu, the book's committed run)")
+    rep.add_argument("--out", default="REPORT.md", metavar="FILE",
+                     help="the Markdown file to write; its plots go beside it (default: REPORT.md)")
+    rep.add_argument("--results", metavar="DIR",
+                     help="the results folder, holding PROFILE/NN.json (default: the repository's results/ "
+                          "for cpu, else $ALIGNLAB_RESULTS or the AlignLab home's results/)")
+    rep.add_argument("--compute", action="store_true",
+                     help="first run the notebook of each chapter with no results (slow: it trains)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line (sub-parsers per command, and per action of each)."""
     top = argparse.ArgumentParser(prog="alignlab", description="AlignLab command line.",
@@ -223,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     _zoo_parser(sub)
     _quiz_parser(sub)
     _lab_parser(sub)
+    _report_parser(sub)
     return top
 
 
