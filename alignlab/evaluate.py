@@ -300,10 +300,12 @@ def headroom(base: str = "base", policy: str = "sft", profile: Profile | Profile
     return rows
 
 
-def policy_report(policy, ref, tokenizer, profile: Profile | ProfileView) -> dict:
+def policy_report(policy, ref, tokenizer, profile: Profile | ProfileView, baseline: EvalResult | None = None) -> dict:
     """Held-out gold (mean, se, paired gain over the SFT model with common random numbers) and
-    KL to `ref` (the SFT model), with the protocol: what chapter 4 tabulates for every run."""
-    res, base = gold_eval(policy, tokenizer, profile=profile), evaluate_entry("sft", profile)
+    KL to `ref` (the SFT model), with the protocol: what chapter 4 tabulates for every run.
+    `baseline` is the SFT model's protocol evaluation (default: the zoo's `sft`; a build at another
+    rung passes its own SFT model's, so the plain name is never built at the wrong size)."""
+    res, base = gold_eval(policy, tokenizer, profile=profile), baseline or evaluate_entry("sft", profile)
     gain, gain_se = paired_difference(res, base)
     kl, kl_se = kl_to_ref(policy, ref, tokenizer, profile=profile)
     return {"gold": res.mean, "gold_se": res.se, "gain": gain, "gain_se": gain_se, "kl": kl, "kl_se": kl_se,

@@ -218,3 +218,40 @@ def pgr_heatmap(cells: Mapping[str, Mapping[str, dict]], rungs: Sequence[str], l
     ax.set(xticks=range(len(rungs)), xticklabels=rungs, yticks=range(len(rungs)), yticklabels=rungs,
            xlabel="strong student", ylabel="weak supervisor", title=title)
     return ax
+
+
+def win_rates(rows: Mapping[str, Mapping[str, dict]], ax=None, title: str = ""):
+    """Win rates with 95% intervals: rows = {opponent: {judge: {"mean", "lo", "hi"}}}, one marker
+    per judge, one line per opponent; the dashed line is a coin flip."""
+    ax = _axes(ax, size=(6.5, 0.6 + 0.7 * len(rows)))
+    judges = list(next(iter(rows.values())))
+    for j, judge in enumerate(judges):
+        y = np.arange(len(rows)) + (j - (len(judges) - 1) / 2) * 0.2
+        m = np.array([r[judge]["mean"] for r in rows.values()])
+        err = np.array([[m_ - r[judge]["lo"], r[judge]["hi"] - m_] for m_, r in zip(m, rows.values())]).T
+        ax.errorbar(m, y, xerr=err, fmt="o", capsize=3, label=judge)
+    ax.axvline(0.5, ls="--", c="grey")
+    ax.set_yticks(np.arange(len(rows)), list(rows))
+    ax.set(xlabel="win rate (95% interval)", title=title)
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def weight_front(points: Sequence[tuple[float, float]], weights: Sequence[float], on_front: Sequence[bool],
+                 marked: Mapping[str, tuple[float, float]] | None = None, ax=None):
+    """A best-of-N weight sweep in the gold (harmless, helpful) plane: one point per weight on
+    helpfulness, the Pareto-optimal ones joined, and labelled extra points (`marked`)."""
+    ax = _axes(ax, size=(6, 4))
+    p = np.asarray(points, float)
+    ax.scatter(p[:, 0], p[:, 1], c=weights, cmap="viridis", zorder=3)
+    front = p[np.asarray(on_front, bool)]
+    front = front[np.argsort(front[:, 0])]
+    ax.plot(front[:, 0], front[:, 1], c="grey", zorder=2, label="Pareto front")
+    for label, (x, y) in (marked or {}).items():
+        ax.plot([x], [y], "r*", ms=12, zorder=4)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -12), fontsize=9)
+    ax.set(xlabel="harmful requests refused (gold)", ylabel="benign requests answered (gold)")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    return ax

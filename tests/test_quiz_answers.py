@@ -27,8 +27,9 @@ import torch
 import yaml
 
 from alignlab import bradley_terry as bt
-from alignlab import (cai, cai_eval, evaluate, grpo, losses, overoptimization, prm, recipes, reward, rlvr_eval, search,
+from alignlab import (cai, cai_eval, capstone, evaluate, grpo, losses, overoptimization, prm, recipes, reward, rlvr_eval, search,
                       verifiers, w2s_eval, world)
+from alignlab import multiobjective
 from alignlab.bandit import Bandit
 from alignlab.quiz import check, load_bank
 from alignlab.quiz.bank import chapters, normalise
@@ -406,6 +407,31 @@ def reported_pgr(weak: float = 0.62, ceiling: float = 0.64, student: float = 0.7
     return f"{losses.pgr(weak, student, ceiling):.1f}"
 
 
+# --- chapter 9: the capstone ----------------------------------------------------------------
+
+
+def win_rate_with_ties() -> float:
+    """4 wins, 2 ties, 2 losses, by `capstone.win_rate_ci` (ties count ½)."""
+    return capstone.win_rate_ci(list("abcdefgh"), [1, 1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1, 1])["mean"]
+
+
+def lower_end(mean: float = 0.58, se: float = 0.03) -> float:
+    return capstone.interval(mean, se)["lo"]
+
+
+def lambda_after_a_violation() -> str:
+    """One step of `multiobjective.lagrangian_choice` from λ = 1 with the picks' cost above the bound."""
+    help_z, cost_z = np.array([[1.0, 0.0]]), np.array([[1.0, 0.5]])  # the pick at λ = 1 costs 1 > 0
+    lam = multiobjective.lagrangian_choice(help_z, cost_z, limit=0.0, steps=1, lam=1.0)["lambda"]
+    return "It rises" if lam > 1.0 else ("It falls" if lam > 0 else "It is reset")
+
+
+def pareto_points() -> set[str]:
+    points = {"A": (0.9, 0.6), "B": (0.7, 0.8), "C": (0.6, 0.6), "D": (1.0, 0.5)}
+    mask = multiobjective.pareto_mask(np.array(list(points.values())))
+    return {name for name, keep in zip(points, mask) if keep}
+
+
 @dataclass(frozen=True)
 class Row:
     compute: Callable[[], object]
@@ -471,6 +497,10 @@ ANSWERS: dict[tuple[str, str], Row] = {
     ("08", "hardened-share"): Row(hardened_positives, decimals=0),
     ("08", "alpha-zero"): Row(confidence_loss_at_alpha_zero),
     ("08", "pgr-na"): Row(reported_pgr),
+    ("09", "win-rate-ties"): Row(win_rate_with_ties, tol=0.006, decimals=2),
+    ("09", "interval"): Row(lower_end, tol=0.002, decimals=2),
+    ("09", "lagrange"): Row(lambda_after_a_violation),
+    ("09", "pareto"): Row(pareto_points),
 }
 
 

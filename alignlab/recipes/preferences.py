@@ -61,8 +61,11 @@ def train_preference_run(job: Job, method: str, min_gap: int | None = None, seed
     history = dpo.train_preferences(policy, tok, pairs, ref_lp, config, method=method,
                                     batch_size=profile.dpo.batch, **kw)
     models.save(policy, tok, job.out)
+    # at another rung the baseline is this rung's SFT model, evaluated here: the zoo's plain `sft`
+    # is the policy size's (cached, shared by every run at that size)
+    baseline = evaluate.gold_eval(ref, tok, profile=profile) if "@" in job.name else None
     return {"history": history, "method": method, "hyper": kw, "pairs": len(pairs), "min_gap": min_gap, "seed": seed,
-            "report": evaluate.policy_report(policy, ref, tok, profile)}
+            "report": evaluate.policy_report(policy, ref, tok, profile, baseline)}
 
 
 def beta_run(name: str, beta: float) -> Recipe:

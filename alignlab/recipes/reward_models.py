@@ -27,12 +27,17 @@ def rm_data(job: Job) -> dict:
     return {split: {"prompts": len(g), "pairs": reward.n_pairs(g)} for split, g in splits.items()}
 
 
-def reward_model(job: Job, labeler: world.Labeler) -> dict:
-    """A reward model from the SFT checkpoint, trained on `labeler`'s rankings of rm_data."""
+def reward_model(job: Job, labeler: world.Labeler, family: str | None = None) -> dict:
+    """A reward model from the SFT checkpoint, trained on `labeler`'s rankings of rm_data (of one
+    `family`'s prompts only, if given, with as many updates as on all of them)."""
     profile = job.profile
-    groups = reward.rank_groups(reward.load_groups(job.deps["rm_data"].path)["train"], labeler)
+    groups = reward.load_groups(job.deps["rm_data"].path)["train"]
+    if family is not None:
+        groups = [g for g in groups if world.parse_prompt(g.prompt).family == family]
+    groups = reward.rank_groups(groups, labeler)
     rm, tok = reward.reward_model_from(job.deps["sft"].path), job.deps["sft"].tokenizer()
-    steps = max(1, profile.rm.epochs * len(groups) // profile.rm.batch)
+    epochs = profile.rm.epochs * (len(world.FAMILIES) if family is not None else 1)
+    steps = max(1, epochs * len(groups) // profile.rm.batch)
     config = train.TrainConfig(steps=steps, lr=profile.rm.lr, warmup_steps=max(1, steps // 10),
                                desc=f"{job.name} ({profile.name})", checkpoint_every=max(1, steps // 3),
                                checkpoint_dir=str(job.checkpoint_dir))

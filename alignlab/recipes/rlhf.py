@@ -60,14 +60,16 @@ def held_out_gold(policy, tok, profile: Profile, steps: int) -> tuple[dict, Call
 
 def train_ppo_run(job: Job, rm_name: str, beta: float, steps: int | None = None, target_kl: float | None = None,
                   ptx_coef: float = 0.0, seed: int = 0, reward_weight: float = 1.0, prompts: list[str] | None = None,
-                  held_out: Callable[..., tuple[dict, Callable]] = held_out_gold) -> dict:
+                  held_out: Callable[..., tuple[dict, Callable]] = held_out_gold,
+                  ptx_source: str = "demos") -> dict:
     """PPO from the SFT model against reward model `rm_name` (scores normalised on SFT-era
     samples of rm_data), the value model initialised from it; held-out gold every few steps.
     With `target_kl`, β adapts (Ziegler et al.) by up to ±20% per `ppo.kl_horizon` iterations. With
     `ptx_coef`, PPO-ptx: the next-token loss on the SFT demonstrations joins every update.
     `reward_weight` scales the reward model's score (0: a control with the KL penalty and ptx only).
     `prompts` (default: every family's preference prompts) and `held_out` (default: `held_out_gold`)
-    let chapter 7 run the same PPO on one family with its own evaluation."""
+    let chapter 7 run the same PPO on one family with its own evaluation. `ptx_source` "corpus" mixes
+    in pretraining text instead of the demonstrations, as InstructGPT did (chapter 9)."""
     profile, deps = job.profile, job.deps
     steps = steps or profile.ppo.steps
     (policy, tok), (ref, _) = deps["sft"].load(dtype=torch.float32), deps["sft"].load(dtype=torch.float32)
@@ -83,8 +85,7 @@ def train_ppo_run(job: Job, rm_name: str, beta: float, steps: int | None = None,
                            checkpoint_every=max(1, steps // 6), ptx_coef=ptx_coef, seed=seed)
     # InstructGPT mixed in pretraining text; the demonstrations are cheaper here and hold the
     # behaviour SFT taught, which is what a reward model's blind spots let PPO unlearn.
-    ptx = train.sft_batches(tok, world.sft_demonstrations(profile.sft.demos), profile.ppo.minibatch,
-                            profile.policy.max_length, seed=1) if ptx_coef > 0 else None
+    ptx = ptx_batches(profile, tok, ptx_source) if ptx_coef > 0 else None
     history = ppo.train_ppo(policy, ref, ppo.value_model_from(deps[rm_name].path), tok,
                             prompts or world.preference_prompts(4 * profile.rm.prompts, seed=5), score_fn, config,
                             gold_fn=ppo.gold_reward_fn, ptx_fn=ptx, callback=callback)
@@ -92,6 +93,17 @@ def train_ppo_run(job: Job, rm_name: str, beta: float, steps: int | None = None,
     return {"history": history, "ppo": asdict(config), "reward_model": rm_name,
             "start": start,
             "rm_normalisation": {"mean": fn.mean, "std": fn.std}}
+
+
+def ptx_batches(profile: Profile, tok, source: str) -> train.BatchFn:
+    """PPO-ptx's batches: the SFT demonstrations ("demos") or the pretraining corpus ("corpus")."""
+    if source == "demos":
+        return train.sft_batches(tok, world.sft_demonstrations(profile.sft.demos), profile.ppo.minibatch,
+                                 profile.policy.max_length, seed=1)
+    if source == "corpus":
+        rows = train.pack(tok, world.pretraining_corpus(profile.pretrain.corpus_dialogs), profile.policy.max_length)
+        return train.packed_batches(rows, profile.ppo.minibatch, seed=1)
+    raise ValueError(f"ptx_source must be 'demos' or 'corpus', not {source!r}")
 
 
 def adaptive(job: Job, ptx: bool = True, seed: int = 0, reward_weight: float = 1.0) -> dict:
