@@ -22,8 +22,7 @@ import sys
 import tempfile
 import time
 
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-    os.environ.setdefault(_var, "1")
+import offline  # noqa: E402,F401  (first: the Hugging Face offline variables, before transformers loads)
 
 
 def _sync():

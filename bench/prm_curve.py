@@ -16,12 +16,10 @@ import argparse
 import contextlib
 import datetime
 import json
-import os
 import platform
 import sys
 
-for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-    os.environ.setdefault(_var, "1")
+import offline  # noqa: E402,F401  (first: the Hugging Face offline variables, before transformers loads)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,29 @@ def test_w2s_prints_one_json_line():
     for task in row["tasks"].values():
         assert set(task["pgr"]) == {"small>policy", "small>large", "policy>large"}
         assert all(len(v) == 2 for by_loss in task["pgr"].values() for v in by_loss.values())
+
+
+@pytest.mark.slow
+def test_capstone_prints_one_json_line():
+    """On the ci zoo (built up front by `make test`, or built here once)."""
+    row = run_bench("capstone.py")
+    assert row["bench"] == "capstone" and row["profile"] == "ci" and row["shots"] >= 1
+    assert set(row["vs"]) == {"base, few-shot", "SFT"} and row["samples"] == row["vs"]["SFT"]["gold"]["n"]
+    for judged in row["vs"].values():
+        for r in judged.values():
+            assert r["lo"] <= r["mean"] <= r["hi"] and 0 <= r["mean"] <= 1
+    assert row["ratio"] == round(row["n_params"]["policy"] / row["n_params"]["small"], 2)
+
+
+def test_every_benchmark_goes_offline_before_it_imports_transformers():
+    """`import offline` (bench/offline.py) must come before anything that loads transformers."""
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        if script.name == "offline.py":
+            continue
+        lines = script.read_text().splitlines()
+        heavy = [i for i, l in enumerate(lines) if re.match(r"\s*(import|from) (torch|transformers|trl|datasets|alignlab)\b", l)]
+        if not heavy:  # a script that loads no model (notebook_times.py) has nothing to download
+            continue
+        first_offline = next((i for i, l in enumerate(lines) if l.startswith("import offline")), None)
+        assert first_offline is not None, f"{script.name} does not import bench/offline.py"
+        assert all(i > first_offline for i in heavy), f"{script.name} imports a library before going offline"

@@ -1,0 +1,61 @@
+"""Chapter 9's headline in one JSON line: the small aligned model against the larger base model.
+
+    python bench/capstone.py [--profile ci|cpu|gpu]
+
+Builds (or reuses) the small rung's whole pipeline (`small_pipeline`: pretraining → SFT → reward
+model → PPO-ptx, and the chapter's other small runs), then reports the gold and simulated-labeler
+win rates, with 95% intervals clustered by prompt, of the small PPO-ptx model against the
+policy-size base model prompted few-shot (InstructGPT's comparison) and against the policy-size
+SFT model, on the book's protocol; the parameter ratio; and the seconds each part took. In `gpu`
+the base model is at least 8× the small one, in `cpu` at least 4×. One JSON line on stdout
+(build messages go to stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import sys
+import time
+
+import offline  # noqa: E402,F401  (first: the Hugging Face offline variables, before transformers loads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu")
+    args = parser.parse_args()
+    import torch
+    from alignlab import capstone, evaluate, profiles, report, world, zoo
+    profile = profiles.get_profile(args.profile)
+    t0 = time.time()
+    with contextlib.redirect_stdout(sys.stderr):
+        pipeline = zoo.get("small_pipeline", profile)
+        base_entry = zoo.get("base", profile)
+        small, sft = evaluate.evaluate_entry("ppo@small", profile), evaluate.evaluate_entry("sft", profile)
+    t1 = time.time()
+    prompts = evaluate.eval_set(profile)
+    flat = [p for p in prompts for _ in range(profile.eval.samples_per_prompt)]
+    base, tok = base_entry.load(dtype=torch.float32)
+    budget = capstone.prefix_budget(tok, prompts, base.config.max_position_embeddings, profile.sampling.max_new_tokens)
+    prefix = capstone.few_shot_prefix(tok, budget)
+    few = evaluate.score(flat, capstone.few_shot_sample(base, tok, flat, prefix, profile.sampling.max_new_tokens,
+                                                        batch_size=profile.sampling.batch))
+    t2 = time.time()
+    r3 = lambda d: {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}  # noqa: E731
+    vs = {name: {"gold": r3(capstone.win_rate_ci(flat, small.rewards, other.rewards)),
+                 "labeler": r3(capstone.labeler_win_rate(flat, small.responses, other.responses, world.Labeler(seed=0)))}
+          for name, other in (("base, few-shot", few), ("SFT", sft))}
+    n_small, n_policy = zoo.get("base@small", profile).meta["n_params"], base_entry.meta["n_params"]
+    row = {"bench": "capstone", "profile": profile.name, "date": datetime.date.today().isoformat(),
+           "machine": report.stamp()["GPU" if torch.cuda.is_available() else "machine"],
+           "n_params": {"small": n_small, "policy": n_policy}, "ratio": round(n_policy / n_small, 2),
+           "shots": prefix.count(tok.eos_token), "samples": len(flat), "prompts": len(prompts), "vs": vs,
+           "seconds": {"pipeline_and_evals": round(t1 - t0, 1), "few_shot_base": round(t2 - t1, 1)},
+           "pipeline_build_seconds": {s: r["build_seconds"] for s, r in pipeline.meta["stages"].items()}}
+    print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
