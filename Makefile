@@ -66,7 +66,8 @@ endif
 
 # Regenerate the committed notebook outputs, in order, from an empty cache (the cpu profile), and
 # each chapter's headline numbers in results/cpu/ (what a chapter's summary shows as the book's run),
-# with Jupyter's inline plots (a non-interactive MPLBACKEND would leave the figures out).
+# with Jupyter's inline plots (a non-interactive MPLBACKEND would leave the figures out); then the
+# report card (REPORT.md for cpu).
 book-outputs: PROFILE = cpu
 book-outputs: $(STAMP)
 	home="$${ALIGNLAB_HOME:-$$(mktemp -d)}"; \
@@ -76,7 +77,8 @@ book-outputs: $(STAMP)
 	    $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	  $(BIN)/alignlab quiz clear-outputs "$$nb" || exit 1; \
-	done
+	done; \
+	$(BIN)/alignlab report --profile $(PROFILE) --results results --out $(if $(filter cpu,$(PROFILE)),REPORT.md,results/$(PROFILE)/REPORT.md)
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python bench/train_throughput.py

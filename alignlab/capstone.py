@@ -19,12 +19,11 @@ import torch
 
 from . import world
 from .evaluate import EvalResult, score
+from .report import Z95  # one 95% interval for the chapter and its report card: estimate ± 1.96 · se
 from .reward import clustered_mean_se
 from .rollout import generate
 from .train import pack
 
-Z95 = 1.959964
-"""The two-sided 95% normal quantile: an interval is estimate ± Z95 · se."""
 STOP = "\nUser:"
 """Where a few-shot continuation is cut: the base model goes on to write the next turn of the
 dialog, as GPT-3 did, and InstructGPT's prompted baseline was stopped at it."""
@@ -91,6 +90,13 @@ def win_rate_ci(prompts: list[str], rewards_a, rewards_b) -> dict[str, float]:
     wins = (a > b) + 0.5 * (a == b)  # (N,)
     out = interval(*clustered_mean_se(wins, prompts))
     return out | {"n": len(a), "prompts": len(set(prompts)), "ties": float((a == b).mean())}
+
+
+def win_rate_by_family(a: EvalResult, b: EvalResult) -> dict[str, dict[str, float]]:
+    """`win_rate_ci` of a over b within each task family: where a smaller model wins and loses."""
+    fam = np.array(a.families)
+    return {f: win_rate_ci([p for p, g in zip(a.prompts, fam) if g == f], a.rewards[fam == f], b.rewards[fam == f])
+            for f in world.FAMILIES if (fam == f).any()}
 
 
 def labeler_win_rate(prompts: list[str], responses_a: list[str], responses_b: list[str],

@@ -251,7 +251,7 @@ def weight_front(points: Sequence[tuple[float, float]], weights: Sequence[float]
     for label, (x, y) in (marked or {}).items():
         ax.plot([x], [y], "r*", ms=12, zorder=4)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -12), fontsize=9)
-    ax.set(xlabel="harmful requests refused (gold)", ylabel="benign requests answered (gold)")
+    ax.set(xlabel="harmful requests refused (gold)", ylabel="benign requests not refused (gold)")
     ax.legend(frameon=False)
     ax.grid(alpha=0.3)
     return ax

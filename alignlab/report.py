@@ -66,8 +66,9 @@ PAPER: dict[tuple[str, str], str] = {
     ("09", "small PPO-ptx vs policy-size base (few-shot), gold win rate"):
         f"1.3B InstructGPT preferred over 175B GPT-3, no head-to-head rate given ({_INSTRUCTGPT}, §1, Fig. 1); "
         "175B InstructGPT vs few-shot GPT-3: 71 ± 4% (§4.1)",
-    ("09", "alignment tax: corpus loss, PPO (no ptx) − SFT (small)"): "no rate: PPO regresses on public NLP tasks "
-        f"(SQuAD, DROP, HellaSwag, WMT Fr→En), which PPO-ptx's pretraining term cuts ({_INSTRUCTGPT}, §1, §3.5)",
+    **{("09", f"alignment tax: corpus loss, {model} − base"): "no rate: PPO regresses on public NLP tasks "
+       f"(SQuAD, DROP, HellaSwag, WMT Fr→En), which PPO-ptx's pretraining term cuts ({_INSTRUCTGPT}, §1, §3.5)"
+       for model in ("SFT", "PPO-ptx (pretraining text)")},
     **{("09", f"hallucination: {model}"): "closed-domain hallucination 41% (GPT-3) → 21% (InstructGPT) "
        f"({_INSTRUCTGPT}, §1, Fig. 4); ours is open-domain" for model in ("base", "PPO-ptx")},
     **{("09", f"rude with the polite instruction: {model}"): "about 25% fewer toxic outputs than GPT-3 when prompted "

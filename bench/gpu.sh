@@ -16,3 +16,6 @@ python bench/cai_pilot.py --profile gpu | tee -a "$out/gpu.jsonl"    # chapter 5
 python bench/prm_curve.py --profile gpu | tee -a "$out/gpu.jsonl"    # chapter 6: PRM vs ORM vs majority vote at N = 256
 python bench/grpo.py --profile gpu --prompts 32 --new-tokens 32 | tee -a "$out/gpu.jsonl"    # chapter 7: GRPO completions/s vs TRL GRPOTrainer (goal ≥ 5×); ours samples with static_decode
 python bench/w2s.py --profile gpu | tee -a "$out/gpu.jsonl"    # chapter 8: the weak-to-strong grid with every block fine-tuned (Burns et al.'s setting)
+python bench/capstone.py --profile gpu | tee -a "$out/gpu.jsonl"    # chapter 9: small PPO-ptx vs the ≥ 8× larger base model, few-shot
+# the gpu report card: runs each chapter's notebook whose gpu results are missing (minutes each), then writes it
+python -m alignlab.cli report --profile gpu --results "$out/results" --compute --out "$out/REPORT_gpu.md"

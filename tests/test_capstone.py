@@ -24,7 +24,7 @@ def test_win_rate_counts_ties_half_and_clusters_by_prompt():
     m = wins.mean()
     se = math.sqrt(((wins[:2] - m).sum()) ** 2 + ((wins[2:] - m).sum()) ** 2) / 4
     assert out["se"] == pytest.approx(se)
-    assert (out["lo"], out["hi"]) == pytest.approx((m - 1.959964 * se, m + 1.959964 * se))
+    assert (out["lo"], out["hi"]) == pytest.approx((m - 1.96 * se, m + 1.96 * se))
     assert (out["n"], out["prompts"], out["ties"]) == (4, 2, 0.25)
     with pytest.raises(ValueError, match="one reward"):
         capstone.win_rate_ci(prompts, [1.0], [0.0, 1.0])
@@ -148,8 +148,9 @@ def test_the_two_labelers_disagree_on_harmful_requests_only():
 def test_gold_axes_count_refusals_and_help():
     p, comply, refuse = _harmful_pair(True)
     q, comply_b, refuse_b = _harmful_pair(False)
-    axes = mo.gold_axes([p, p, q, q], [refuse, comply, comply_b, refuse_b])
-    assert axes == {"harmless": (0.5, 2), "helpful": (0.5, 2)}
+    axes = mo.gold_axes([p, p, q, q, q], [refuse, comply, comply_b, refuse_b, " Maybe later."])
+    # a benign request counts as helped unless refused: a vague answer is not an over-refusal
+    assert axes["harmless"] == (0.5, 2) and axes["helpful"] == (pytest.approx(2 / 3), 3)
 
 
 def test_pareto_mask_keeps_only_undominated_points():
@@ -180,3 +181,13 @@ def test_the_lagrange_multiplier_rises_until_the_constraint_holds():
     assert cost_z[rows, free["pick"]].mean() > 0.5
     lams = [h["lambda"] for h in out["history"]]
     assert lams[1] > lams[0]  # violated at λ = 0, so λ went up
+
+
+def test_win_rate_by_family_splits_the_samples():
+    prompts = world.eval_prompts("arithmetic", n=2, seed=0) + world.eval_prompts("reviews", n=2, seed=0)
+    a = evaluate.score(prompts, [" 1.", " 2.", " A great film.", " Bad."])
+    b = evaluate.score(prompts, [" 3.", " 4.", " Bad.", " A great film."])
+    by = capstone.win_rate_by_family(a, b)
+    assert set(by) == {"arithmetic", "reviews"} and all(r["n"] == 2 for r in by.values())
+    whole = capstone.win_rate_ci(prompts, a.rewards, b.rewards)["mean"]
+    assert np.mean([r["mean"] for r in by.values()]) == pytest.approx(whole)  # equal-sized families

@@ -341,7 +341,7 @@ def _expected_names() -> set[str]:
              "sft_helpful_only", "cai_revisions", "sl_cai", "cai_comparisons", "rl_cai", "rl_cai_edited", "rl_cai_hard",
              "prm_samples", "prm_auto_labels", "orm", "prm_gold", "prm_auto",
              "grpo", "grpo_sloppy", "grpo_lenient", "grpo_dr", "ppo_arithmetic", "rlvr_pools", "w2s_grid",
-             "ppo_ptx_corpus", "small_pipeline", "rm_helpful", "rm_harmless"}
+             "ppo_ptx_corpus", "ppo_shared_rm", "small_pipeline", "rm_helpful", "rm_harmless"}
     names |= {recipes.seed_name(v, s) for v in ("ppo", "ppo_no_ptx") for s in range(recipes.PPO_SEEDS)}
     names |= {recipes.ppo_beta_name(b) for p in every for b in p.ppo.betas}
     names |= {recipes.dpo_beta_name(b) for p in every for b in p.dpo.betas}

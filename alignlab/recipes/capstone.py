@@ -1,13 +1,15 @@
 """Chapter 9's entries: the whole pipeline on the ladder's small rung, and the capstone's own runs.
 
 `small_pipeline` names the small rung's chain — pretraining, SFT, comparisons, reward model,
-PPO-ptx, PPO without ptx, PPO-ptx on pretraining text, DPO — as its dependencies, so building
-it builds them all, and records each stage's size and last training numbers. `ppo_ptx_corpus` is
+PPO-ptx, PPO without ptx, PPO-ptx on pretraining text, DPO, and PPO-ptx against the policy-size
+reward model (`ppo_shared_rm`) — as its dependencies, so building it builds them all, and records
+each stage's build time and last training numbers. `ppo_ptx_corpus` is
 chapter 3's PPO-ptx with the ptx term on the pretraining corpus, as InstructGPT's was.
 `rm_helpful` and `rm_harmless` are the two reward models of the multi-objective section.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from ..multiobjective import ObjectiveLabeler
@@ -34,6 +36,15 @@ def ppo_ptx_corpus(job: Job) -> dict:
                          ptx_source="corpus")
 
 
+def ppo_shared_rm(job: Job) -> dict:
+    """PPO-ptx for the small rung's SFT model against the policy-size reward model: InstructGPT trained
+    every policy size against one 6B reward model (Ouyang et al., 2022, §3.5), not one per size."""
+    p = job.profile
+    deps = {"sft": job.deps[small_name("sft")], "rm": job.deps["rm"], "rm_data": job.deps["rm_data"]}
+    return train_ppo_run(replace(job, deps=deps), "rm", p.ppo.beta, target_kl=p.ppo.target_kl,
+                         ptx_coef=p.ppo.ptx_coef)
+
+
 def _last(history: list[dict], keys: tuple[str, ...]) -> dict:
     row = history[-1] if history else {}
     return {k: row[k] for k in keys if k in row}
@@ -42,8 +53,8 @@ def _last(history: list[dict], keys: tuple[str, ...]) -> dict:
 def small_pipeline(job: Job) -> dict:
     """Each stage's parameters and last training numbers (no training of its own)."""
     out = {}
-    for stage in STAGES:
-        meta = job.deps[small_name(stage)].meta
+    for stage, name in [(s, small_name(s)) for s in STAGES] + [("ppo_shared_rm", "ppo_shared_rm")]:
+        meta = job.deps[name].meta
         out[stage] = {"n_params": meta.get("n_params"), "build_seconds": meta.get("build_seconds"),
                       **_last(meta.get("history", []), ("loss", "heldout_gold", "heldout_gain", "kl", "beta"))}
     return {"rung": SMALL, "stages": out}
@@ -62,9 +73,14 @@ def never(profile: Profile) -> bool:
 
 RUNS = [
     Recipe("ppo_ptx_corpus", ppo_ptx_corpus, sized=True, deps=PPO_DEPS, version="1",
-           fields=MAIN_PPO_FIELDS + ("ppo.ptx_coef", "pretrain.corpus_dialogs", "policy"), used_by=never,
+           fields=MAIN_PPO_FIELDS + ("ppo.ptx_coef", "pretrain.corpus_dialogs", "policy"),
            why="PPO-ptx whose ptx term is the pretraining corpus, as InstructGPT's (the alignment tax)"),
-    Recipe("small_pipeline", small_pipeline, deps=tuple(small_name(s) for s in STAGES), version="1", fields=(),
+    Recipe("ppo_shared_rm", ppo_shared_rm, deps=(small_name("sft"), "rm", "rm_data"), version="1",
+           fields=MAIN_PPO_FIELDS + ("ppo.ptx_coef", "sft.demos", "policy"), used_by=never,
+           why="PPO-ptx of the small rung's SFT model against the policy-size reward model, as InstructGPT's "
+               "one 6B reward model served every policy size"),
+    Recipe("small_pipeline", small_pipeline, deps=tuple(small_name(s) for s in STAGES) + ("ppo_shared_rm",),
+           version="1", fields=(),
            why="the whole pipeline at the ladder's small rung: pretraining → SFT → RM → PPO-ptx (and DPO)"),
     Recipe("rm_helpful", partial(objective_rm, objective="helpful"),
            sized=True, deps=("sft", "rm_data"), fields=RM_FIELDS,
