@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alignlab import profiles, zoo
+from alignlab import evaluate, profiles, zoo
 
 
 def _dirs(home, prefix=""):
@@ -374,3 +374,15 @@ def test_family_labels_follow_chapter_0s_notation():
     from alignlab import recipes
     assert recipes.family_label("ipo") == "IPO (τ = 0.1)" and recipes.family_label("orpo") == "ORPO (λ = 0.1)"
     assert recipes.family_label("simpo") == "SIMPO (β = 2, γ = 1)"
+
+
+@pytest.mark.slow
+def test_a_run_at_another_rung_builds_nothing_under_the_policy_names(alignlab_home, tiny_profile):
+    """DPO's report compares with its SFT model: at the small rung that is `sft@small`, evaluated in
+    the build. Asking the zoo for plain `sft` with the rung's profile built a second, small model
+    under the policy's name (and its `base`)."""
+    entry = zoo.get("dpo_beta0.1@small", tiny_profile)
+    assert "report" in entry.meta and entry.meta["report"]["gain"] == pytest.approx(
+        entry.meta["report"]["gold"] - evaluate.evaluate_entry("sft@small", tiny_profile).mean, abs=1e-6)
+    built = {p.name.rsplit("-", 1)[0] for p in (alignlab_home / "zoo" / "ci").iterdir() if p.is_dir()}
+    assert not {"base", "sft"} & built, sorted(built)
