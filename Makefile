@@ -17,7 +17,7 @@ STAMP       := .venv/.installed
 # Only folders that hold notebooks: pytest exits 5 ("no tests collected") on an empty one.
 NOTEBOOK_DIRS := $(patsubst %/,%,$(sort $(dir $(wildcard chapters/*.ipynb labs/source/*/*.ipynb))))
 
-.PHONY: venv lab test zoo book-outputs bench clean
+.PHONY: venv lab test zoo book-outputs bench clean site
 
 # The virtual environment; reinstalled only when pyproject.toml changes. torch goes first (and is
 # kept if it already imports) so pip never swaps in a different build.
@@ -38,6 +38,13 @@ lab: $(STAMP)
 	@if [ "$(USER_ID)" = 0 ]; then echo "[make] running as root: starting JupyterLab with --allow-root"; fi
 	$(BIN)/jupyter lab $(if $(filter 0,$(USER_ID)),--allow-root) --notebook-dir=. chapters/00_how_to_use.ipynb
 
+# The website from the committed notebooks, into _build/html (offline once MathJax is installed).
+site/node_modules/mathjax/package.json: site/package.json
+	npm install --prefix site --no-audit --no-fund --silent
+site: $(STAMP) site/node_modules/mathjax/package.json
+	$(call PHASE,site: the book as a website in _build/html)
+	$(BIN)/python site/build.py
+
 zoo: $(STAMP)
 	ALIGNLAB_PROFILE=$(PROFILE) $(BIN)/alignlab zoo build --profile $(PROFILE)
 
@@ -46,7 +53,7 @@ zoo: $(STAMP)
 test: export ALIGNLAB_PROFILE = ci
 test: export ALIGNLAB_HOME ?= $(CURDIR)/.alignlab
 test: export MPLBACKEND = Agg
-test: $(STAMP)
+test: $(STAMP) site
 	$(call PHASE,zoo: build the ci checkpoints once (ALIGNLAB_HOME=$$ALIGNLAB_HOME))
 	$(BIN)/alignlab zoo build --profile ci
 	$(call PHASE,unit tests)
@@ -88,4 +95,4 @@ bench: $(STAMP)
 
 # Removes the environment and build artefacts; never a cache (ALIGNLAB_HOME, ./.alignlab).
 clean:
-	rm -rf .venv build dist *.egg-info .pytest_cache bench/out
+	rm -rf .venv build dist *.egg-info .pytest_cache bench/out _build site/_src site/node_modules

@@ -163,3 +163,63 @@ def _answer_quiz(page, url: str) -> None:
         pytest.fail("Tab never reached the Check button")
     page.keyboard.press("Enter")
     rl.locator(".alignlab-quiz-feedback").filter(has_text="Correct").wait_for(timeout=20_000)
+
+
+@pytest.fixture
+def site_server(tmp_path):
+    """The built website (`make site`; built here if missing) on a local static server; yields its URL."""
+    from test_site import HTML, build_site
+    if not (HTML / "chapters" / "09_capstone.html").exists():
+        build_site()
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(HTML)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(50):
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_site_chapter_in_a_real_browser(site_server):
+    """Chapter 9's page: math rendered by the local MathJax, every figure loaded, and its quiz
+    accepting a right answer and rejecting a wrong one with the bank's feedback."""
+    sync_api = pytest.importorskip("playwright.sync_api") if os.environ.get("CI") != "true" \
+        else __import__("playwright.sync_api", fromlist=["sync_playwright"])
+    exe = chromium()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        failed = []
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        try:
+            page.goto(f"{site_server}/chapters/09_capstone.html")
+            page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=30_000)
+            images = page.evaluate("[...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0])")
+            assert images and all(ok for _, ok in images), [src for src, ok in images if not ok]
+            question = page.locator('.aq-question[data-id="win-rate-ties"]')
+            question.wait_for(timeout=30_000)
+            box, feedback = question.locator("input.aq-input"), question.locator(".aq-feedback")
+            box.fill("0.5")
+            question.locator("button.aq-check").click()
+            page.wait_for_function("document.querySelector('.aq-question[data-id=\"win-rate-ties\"] .aq-feedback')"
+                                   ".classList.contains('aq-wrong')", timeout=10_000)
+            assert "ties as losses" in feedback.inner_text()
+            box.fill("5/8")
+            box.press("Enter")
+            page.wait_for_function("document.querySelector('.aq-question[data-id=\"win-rate-ties\"] .aq-feedback')"
+                                   ".classList.contains('aq-right')", timeout=10_000)
+            assert feedback.inner_text().startswith("Right.")
+            question.scroll_into_view_if_needed()
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "site_chapter09.png"))
+            browser.close()
+    assert not [u for u in failed if u.startswith(site_server)], failed

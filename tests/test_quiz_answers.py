@@ -24,14 +24,13 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from alignlab import bradley_terry as bt
 from alignlab import (cai, cai_eval, capstone, evaluate, grpo, losses, overoptimization, prm, recipes, reward, rlvr_eval, search,
                       verifiers, w2s_eval, world)
 from alignlab import multiobjective
 from alignlab.bandit import Bandit
-from alignlab.quiz import check, load_bank
+from alignlab.quiz import author, check, load_bank
 from alignlab.quiz.bank import chapters, normalise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @functools.cache
 def sources() -> dict[str, dict]:
-    """Chapter id ('03') → its parsed readable source."""
-    out = {}
-    for path in sorted((ROOT / "quizzes").glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        out[f"{int(data['chapter']):02d}"] = data
-    return out
+    """Chapter id ('03') → its parsed readable source (cached: many tests read it)."""
+    return author.sources()
 
 
 def source_question(chapter: str, qid: str) -> dict:

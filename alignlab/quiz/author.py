@@ -83,6 +83,16 @@ def render(bank: dict) -> str:
     return json.dumps(bank, ensure_ascii=False, indent=1) + "\n"
 
 
+def sources(source_dir: Path = SOURCE_DIR) -> dict[str, dict]:
+    """Chapter id ('03') → its readable source, parsed: what the banks encode, for the tests that
+    check the checkers (Python's and the website's) against it."""
+    out = {}
+    for path in sorted(source_dir.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        out[f"{int(data['chapter']):02d}"] = data
+    return out
+
+
 def build(source_path: Path, bank_dir: Path = BANK_DIR) -> tuple[Path, str]:
     """Encode one source; returns (bank path, text). Reuses the existing bank's salt."""
     source = yaml.safe_load(source_path.read_text(encoding="utf-8"))

@@ -95,7 +95,8 @@ def parse_number(text) -> float:
             raise QuizError(f"{text!r}: type numbers without commas, with a dot for decimals (e.g. 0.73).")
         percent = s.endswith("%")
         try:
-            value = float(Fraction(s.rstrip("%").strip())) if re.fullmatch(r"[-+]?\d+\s*/\s*\d+%?", s) \
+            # "3 / 4": the pattern allows the spaces; Fraction() on Python 3.11 does not (3.12 does)
+            value = float(Fraction(re.sub(r"\s+", "", s.rstrip("%")))) if re.fullmatch(r"[-+]?\d+\s*/\s*\d+%?", s) \
                 else float(s.rstrip("%"))
         except (ValueError, ZeroDivisionError):
             raise QuizError(f"{text!r} is not a number. Type a number such as 0.73 "
