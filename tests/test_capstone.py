@@ -191,3 +191,14 @@ def test_win_rate_by_family_splits_the_samples():
     assert set(by) == {"arithmetic", "reviews"} and all(r["n"] == 2 for r in by.values())
     whole = capstone.win_rate_ci(prompts, a.rewards, b.rewards)["mean"]
     assert np.mean([r["mean"] for r in by.values()]) == pytest.approx(whole)  # equal-sized families
+
+
+def test_ptx_mixes_in_the_corpus_or_the_demonstrations(tiny):
+    from alignlab.recipes.rlhf import ptx_batches
+    prof = get_profile("ci").replace(pretrain={"corpus_dialogs": 200}, sft={"demos": 20})
+    corpus, demos = ptx_batches(prof, tiny[1], "corpus")(0), ptx_batches(prof, tiny[1], "demos")(0)
+    assert bool(corpus["mask"].all())  # pretraining text: every token is a target
+    assert not bool(demos["mask"].all())  # demonstrations: the prompt's tokens are not
+    assert corpus["input_ids"].shape[1] == prof.policy.max_length
+    with pytest.raises(ValueError, match="ptx_source"):
+        ptx_batches(prof, tiny[1], "books")
