@@ -6,9 +6,11 @@ Builds (or reuses) the small rung's whole pipeline (`small_pipeline`: pretrainin
 model → PPO-ptx, and the chapter's other small runs), then reports the gold and simulated-labeler
 win rates, with 95% intervals clustered by prompt, of the small PPO-ptx model against the
 policy-size base model prompted few-shot (InstructGPT's comparison) and against the policy-size
-SFT model, on the book's protocol; the parameter ratio; and the seconds each part took. In `gpu`
-the base model is at least 8× the small one, in `cpu` at least 4×. One JSON line on stdout
-(build messages go to stderr).
+SFT model, on the book's protocol; the mean gold reward of each model; the parameter ratio; and the
+seconds each part took. In `gpu` the base model is at least 8× the small one, in `cpu` at least 4×.
+`--compute-matched` pretrains the small rung's chain for as many FLOPs as the policy's (its steps
+× the parameter ratio; a chain of its own in the zoo, the book's entries untouched). One JSON
+line on stdout (build messages go to stderr).
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ import offline  # noqa: E402,F401  (first: the Hugging Face offline variables, b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--compute-matched", action="store_true",
+                        help="pretrain the small rung's chain with the policy's pretraining compute (steps × the "
+                             "parameter ratio), not the book's equal steps")
     args = parser.parse_args()
     import torch
     from alignlab import capstone, evaluate, profiles, report, world, zoo
@@ -33,7 +38,14 @@ def main() -> None:
     with contextlib.redirect_stdout(sys.stderr):
         pipeline = zoo.get("small_pipeline", profile)
         base_entry = zoo.get("base", profile)
-        small, sft = evaluate.evaluate_entry("ppo@small", profile), evaluate.evaluate_entry("sft", profile)
+        n_small, n_policy = zoo.get("base@small", profile).meta["n_params"], base_entry.meta["n_params"]
+        # the same chain, its pretraining as long as the policy's in FLOPs (≈ 6 N D: D × n_policy / n_small)
+        steps = round(profile.pretrain.steps * n_policy / n_small) if args.compute_matched else profile.pretrain.steps
+        small_profile = profile.replace(pretrain={"steps": steps})
+        small, sft = evaluate.evaluate_entry("ppo@small", small_profile), evaluate.evaluate_entry("sft", profile)
+        gold = {"small base": evaluate.evaluate_entry("base@small", small_profile).mean,
+                "small SFT": evaluate.evaluate_entry("sft@small", small_profile).mean, "small PPO-ptx": small.mean,
+                "base": evaluate.evaluate_entry("base", profile).mean, "SFT": sft.mean}
     t1 = time.time()
     prompts = evaluate.eval_set(profile)
     flat = [p for p in prompts for _ in range(profile.eval.samples_per_prompt)]
@@ -47,13 +59,16 @@ def main() -> None:
     vs = {name: {"gold": r3(capstone.win_rate_ci(flat, small.rewards, other.rewards)),
                  "labeler": r3(capstone.labeler_win_rate(flat, small.responses, other.responses, world.Labeler(seed=0)))}
           for name, other in (("base, few-shot", few), ("SFT", sft))}
-    n_small, n_policy = zoo.get("base@small", profile).meta["n_params"], base_entry.meta["n_params"]
     row = {"bench": "capstone", "profile": profile.name, "date": datetime.date.today().isoformat(),
            "machine": report.stamp()["GPU" if torch.cuda.is_available() else "machine"],
            "n_params": {"small": n_small, "policy": n_policy}, "ratio": round(n_policy / n_small, 2),
+           "small_pretrain_steps": steps, "policy_pretrain_steps": profile.pretrain.steps,
+           "gold": {k: round(v, 4) for k, v in gold.items()},
            "shots": prefix.count(tok.eos_token), "samples": len(flat), "prompts": len(prompts), "vs": vs,
            "seconds": {"pipeline_and_evals": round(t1 - t0, 1), "few_shot_base": round(t2 - t1, 1)},
-           "pipeline_build_seconds": {s: r["build_seconds"] for s, r in pipeline.meta["stages"].items()}}
+           "pipeline_build_seconds": {s: r["build_seconds"] for s, r in pipeline.meta["stages"].items()},
+           "small_chain_build_seconds": {s: zoo.get(f"{s}@small", small_profile).meta["build_seconds"]
+                                         for s in ("base", "sft", "rm_data", "rm", "ppo")}}
     print(json.dumps(row), flush=True)
 
 

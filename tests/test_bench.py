@@ -140,6 +140,8 @@ def test_capstone_prints_one_json_line():
         for r in judged.values():
             assert r["lo"] <= r["mean"] <= r["hi"] and 0 <= r["mean"] <= 1
     assert row["ratio"] == round(row["n_params"]["policy"] / row["n_params"]["small"], 2)
+    assert row["small_pretrain_steps"] == row["policy_pretrain_steps"]  # the book's equal steps unless asked
+    assert set(row["gold"]) == {"small base", "small SFT", "small PPO-ptx", "base", "SFT"}
 
 
 def test_every_benchmark_goes_offline_before_it_imports_transformers():
