@@ -19,6 +19,7 @@ import torch
 
 from . import world
 from .evaluate import EvalResult, score
+from .losses import token_logprobs
 from .report import Z95  # one 95% interval for the chapter and its report card: estimate ± 1.96 · se
 from .reward import clustered_mean_se
 from .rollout import generate
@@ -158,8 +159,7 @@ def corpus_loss(model, tokenizer, docs: list[str], batch_size: int = 64) -> tupl
     per_row = []
     for s in range(0, len(rows), batch_size):
         x = rows[s:s + batch_size].to(model.device)  # (B, L + 1)
-        logits = model(input_ids=x[:, :-1]).logits.float()  # (B, L, V)
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")  # (B, L)
+        nll = -token_logprobs(model(input_ids=x[:, :-1]).logits, x[:, 1:])  # (B, L)
         per_row.append(nll.mean(-1).cpu())
     model.train(was_training)
     x = torch.cat(per_row).numpy()

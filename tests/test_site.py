@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from alignlab.quiz import author
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -80,9 +81,9 @@ def quiz_texts() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """From the readable sources: (where, text) of what a quiz only reveals after a check —
     feedback, hints, explanations — and (where, text) of every right answer."""
     revealed, right = [], []
-    for path in sorted((ROOT / "quizzes").glob("*.yaml")):
-        for q in yaml.safe_load(path.read_text(encoding="utf-8"))["questions"]:
-            where = f"{path.name}:{q['id']}"
+    for chapter, source in author.sources().items():
+        for q in source["questions"]:
+            where = f"{chapter}:{q['id']}"
             revealed += [(f"{where}:{key}", q[key]) for key in ("hint", "explanation") if q.get(key)]
             for a in q.get("answers", []):
                 revealed += [(f"{where}:feedback", a["feedback"])] if a.get("feedback") else []

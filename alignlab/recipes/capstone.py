@@ -13,10 +13,9 @@ from dataclasses import replace
 from functools import partial
 
 from ..multiobjective import ObjectiveLabeler
-from ..profiles import Profile
 from ..zoo import Job, Recipe
 from .reward_models import RM_FIELDS, reward_model
-from .rlhf import MAIN_PPO_FIELDS, PPO_DEPS, train_ppo_run
+from .rlhf import MAIN_PPO_FIELDS, PPO_DEPS, never, train_ppo_run
 
 CHAPTER = "09_capstone"
 SMALL = "small"
@@ -28,6 +27,10 @@ STAGES = ("base", "sft", "rm_data", "rm", "ppo", "ppo_no_ptx", "ppo_ptx_corpus",
 def small_name(stage: str) -> str:
     """`sft` → `sft@small`: a stage of the capstone's pipeline."""
     return f"{stage}@{SMALL}"
+
+
+PIPELINE = {stage: small_name(stage) for stage in STAGES} | {"ppo_shared_rm": "ppo_shared_rm"}
+"""What `small_pipeline` depends on and records: stage → zoo entry."""
 
 
 def ppo_ptx_corpus(job: Job) -> dict:
@@ -53,7 +56,7 @@ def _last(history: list[dict], keys: tuple[str, ...]) -> dict:
 def small_pipeline(job: Job) -> dict:
     """Each stage's parameters and last training numbers (no training of its own)."""
     out = {}
-    for stage, name in [(s, small_name(s)) for s in STAGES] + [("ppo_shared_rm", "ppo_shared_rm")]:
+    for stage, name in PIPELINE.items():
         meta = job.deps[name].meta
         out[stage] = {"n_params": meta.get("n_params"), "build_seconds": meta.get("build_seconds"),
                       **_last(meta.get("history", []), ("loss", "heldout_gold", "heldout_gain", "kl", "beta"))}
@@ -66,11 +69,6 @@ def objective_rm(job: Job, objective: str) -> dict:
     return reward_model(job, ObjectiveLabeler(objective=objective, seed=0), family="harmful")
 
 
-def never(profile: Profile) -> bool:
-    """`used_by` of an entry only another entry's build asks for (at the small rung)."""
-    return False
-
-
 RUNS = [
     Recipe("ppo_ptx_corpus", ppo_ptx_corpus, sized=True, deps=PPO_DEPS, version="1",
            fields=MAIN_PPO_FIELDS + ("ppo.ptx_coef", "pretrain.corpus_dialogs", "policy"),
@@ -79,8 +77,7 @@ RUNS = [
            fields=MAIN_PPO_FIELDS + ("ppo.ptx_coef", "sft.demos", "policy"), used_by=never,
            why="PPO-ptx of the small rung's SFT model against the policy-size reward model, as InstructGPT's "
                "one 6B reward model served every policy size"),
-    Recipe("small_pipeline", small_pipeline, deps=tuple(small_name(s) for s in STAGES) + ("ppo_shared_rm",),
-           version="1", fields=(),
+    Recipe("small_pipeline", small_pipeline, deps=tuple(PIPELINE.values()), version="1", fields=(),
            why="the whole pipeline at the ladder's small rung: pretraining → SFT → RM → PPO-ptx (and DPO)"),
     Recipe("rm_helpful", partial(objective_rm, objective="helpful"),
            sized=True, deps=("sft", "rm_data"), fields=RM_FIELDS,
