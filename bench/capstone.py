@@ -9,8 +9,10 @@ policy-size base model prompted few-shot (InstructGPT's comparison) and against 
 SFT model, on the book's protocol; the mean gold reward of each model; the parameter ratio; and the
 seconds each part took. In `gpu` the base model is at least 8× the small one, in `cpu` at least 4×.
 `--compute-matched` pretrains the small rung's chain for as many FLOPs as the policy's (its steps
-× the parameter ratio; a chain of its own in the zoo, the book's entries untouched). One JSON
-line on stdout (build messages go to stderr).
+× the parameter ratio; a chain of its own in the zoo, the book's entries untouched).
+`--pretrain-steps N` pretrains *both* sizes for N steps — the paper's equal tokens, each model
+trained longer than the book's one pass (the policy-size base and SFT models are then entries of
+their own too). One JSON line on stdout (build messages go to stderr).
 """
 from __future__ import annotations
 
@@ -30,13 +32,19 @@ def main() -> None:
     parser.add_argument("--compute-matched", action="store_true",
                         help="pretrain the small rung's chain with the policy's pretraining compute (steps × the "
                              "parameter ratio), not the book's equal steps")
+    parser.add_argument("--pretrain-steps", type=int, default=None,
+                        help="pretrain both the small rung and the policy-size models for this many steps "
+                             "(equal tokens, as the paper's models were), not the profile's")
     args = parser.parse_args()
     import torch
     from alignlab import capstone, evaluate, profiles, report, world, zoo
     profile = profiles.get_profile(args.profile)
+    if args.pretrain_steps:
+        profile = profile.replace(pretrain={"steps": args.pretrain_steps})
     t0 = time.time()
     with contextlib.redirect_stdout(sys.stderr):
-        pipeline = zoo.get("small_pipeline", profile)
+        # the whole small pipeline (the chapter's other small runs too) at the book's settings only
+        pipeline = None if args.pretrain_steps else zoo.get("small_pipeline", profile)
         base_entry = zoo.get("base", profile)
         n_small, n_policy = zoo.get("base@small", profile).meta["n_params"], base_entry.meta["n_params"]
         # the same chain, its pretraining as long as the policy's in FLOPs (≈ 6 N D: D × n_policy / n_small)
@@ -66,7 +74,8 @@ def main() -> None:
            "gold": {k: round(v, 4) for k, v in gold.items()},
            "shots": prefix.count(tok.eos_token), "samples": len(flat), "prompts": len(prompts), "vs": vs,
            "seconds": {"pipeline_and_evals": round(t1 - t0, 1), "few_shot_base": round(t2 - t1, 1)},
-           "pipeline_build_seconds": {s: r["build_seconds"] for s, r in pipeline.meta["stages"].items()},
+           "pipeline_build_seconds": pipeline and {s: r["build_seconds"] for s, r in pipeline.meta["stages"].items()},
+           "policy_base_build_seconds": base_entry.meta["build_seconds"],
            "small_chain_build_seconds": {s: zoo.get(f"{s}@small", small_profile).meta["build_seconds"]
                                          for s in ("base", "sft", "rm_data", "rm", "ppo")}}
     print(json.dumps(row), flush=True)

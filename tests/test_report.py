@@ -96,6 +96,14 @@ def test_the_paper_table_keys_name_numbers_the_book_records():
             assert name in book[chapter], f"PAPER key ({chapter}, {name!r}) is no headline of results/cpu"
 
 
+def test_every_number_the_book_records_has_an_uncertainty_and_a_sample_size():
+    # Read-only look at the committed cpu records: what the committed REPORT.md is made of.
+    book = report.collect("cpu", results.book_dir(), [f"{c:02d}" for c in range(1, 10)])
+    bare = [f"{chapter} · {name}" for chapter, numbers in book.items() if isinstance(numbers, dict)
+            for name, (_, se, n) in numbers.items() if se is None or n is None]
+    assert len(book) == 9 and not bare, bare
+
+
 def test_the_stamp_says_profile_machine_date_and_code_version(folder, tmp_path):
     info = report.stamp()
     assert set(info) == {"machine", "cores", "GPU", "date (UTC)", "code version"}

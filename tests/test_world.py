@@ -221,6 +221,8 @@ def test_labeler_agreement_is_calibrated():
     assert 0.70 <= stats["expected_agreement"] <= 0.76
     assert 0.70 <= stats["measured_agreement"] <= 0.76
     assert stats["bayes_accuracy"] >= stats["expected_agreement"]
+    m = stats["measured_agreement"]
+    assert stats["measured_se"] == pytest.approx((m * (1 - m) / 3000) ** 0.5)  # binomial, over the 3,000 pairs
 
 
 def test_zero_temperature_always_picks_the_better():

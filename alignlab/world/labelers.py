@@ -85,8 +85,8 @@ def length_biased_labeler(seed: int = 0) -> Labeler:
 def agreement_stats(pairs: list[tuple[str, str, str]], temperature: float = DEFAULT_TEMPERATURE,
                     seed: int = 0) -> dict[str, float]:
     """For (prompt, a, b) triples: the expected agreement of two independent labelers
-    E[p² + (1−p)²], the agreement two sampled labelers actually showed, and the Bayes-optimal
-    accuracy E[max(p, 1−p)] of a perfect reward model against one labeler."""
+    E[p² + (1−p)²], the agreement two sampled labelers actually showed (with its binomial standard
+    error), and the Bayes-optimal accuracy E[max(p, 1−p)] of a perfect reward model against one labeler."""
     one, two = Labeler(temperature, seed=seed), Labeler(temperature, seed=seed + 1)
     ps = [one.prob_prefers(*t) for t in pairs]
     agree = [one.compare(*t) == two.compare(*t) for t in pairs]
@@ -95,5 +95,6 @@ def agreement_stats(pairs: list[tuple[str, str, str]], temperature: float = DEFA
         "n_pairs": n,
         "expected_agreement": sum(p * p + (1 - p) ** 2 for p in ps) / n,
         "measured_agreement": sum(agree) / n,
+        "measured_se": (sum(agree) / n * (1 - sum(agree) / n) / n) ** 0.5,
         "bayes_accuracy": sum(max(p, 1 - p) for p in ps) / n,
     }
