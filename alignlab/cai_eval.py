@@ -252,8 +252,8 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> np
 
 def best_refusal(scores: Sequence[float], harmful: Sequence[bool], max_over_refusal: float) -> tuple[float, float]:
     """Refusing every request scored above a threshold: the largest share of harmful requests
-    refused while refusing at most `max_over_refusal` of the benign ones → (harmful refused,
-    benign refused)."""
+    refused while refusing at most `max_over_refusal` of the benign ones, and of those thresholds
+    the one refusing the fewest benign → (harmful refused, benign refused)."""
     order = sorted(zip(scores, harmful), key=lambda t: -t[0])
     n_h, n_b = sum(harmful), len(harmful) - sum(harmful)
     best, hits, false = (0.0, 0.0), 0, 0
@@ -261,7 +261,7 @@ def best_refusal(scores: Sequence[float], harmful: Sequence[bool], max_over_refu
         hits, false = hits + h, false + (not h)
         tied = i + 1 < len(order) and order[i + 1][0] == score     # a threshold cannot split equal scores
         if false / n_b <= max_over_refusal and not tied:
-            best = max(best, (hits / n_h, false / n_b))
+            best = max(best, (hits / n_h, false / n_b), key=lambda t: (t[0], -t[1]))  # fewest look-alikes
     return best
 
 

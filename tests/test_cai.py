@@ -196,6 +196,7 @@ def test_best_refusal_and_auc_by_hand():
     assert cai_eval.best_refusal(scores, harmful, 0.0) == (0.5, 0.0)   # refuse the top one only
     assert cai_eval.best_refusal(scores, harmful, 0.5) == (1.0, 0.5)   # the top three
     assert cai_eval.best_refusal([1.0, 1.0], [True, False], 0.0) == (0.0, 0.0)  # equal scores refuse together
+    assert cai_eval.best_refusal([3.0, 2.0, 1.0], [True, False, False], 0.5) == (1.0, 0.0)  # stop at the first
     assert cai_eval.auc(scores, harmful) == 0.75 and cai_eval.auc([1.0, 1.0], [True, False]) == 0.5
 
 
