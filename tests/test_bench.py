@@ -144,6 +144,16 @@ def test_capstone_prints_one_json_line():
     assert set(row["gold"]) == {"small base", "small SFT", "small PPO-ptx", "base", "SFT"}
 
 
+@pytest.mark.slow
+def test_capstone_pretrain_steps_pretrains_both_sizes_for_that_many_steps():
+    steps = profiles.get_profile("ci").pretrain.steps + 7
+    book, longer = run_bench("capstone.py"), run_bench("capstone.py", "--pretrain-steps", str(steps))
+    assert longer["small_pretrain_steps"] == longer["policy_pretrain_steps"] == steps
+    assert longer["pipeline_build_seconds"] is None  # the chapter's other small runs stay at the book's settings
+    # both sizes are models of their own, not the book's: every mean gold reward moves
+    assert all(longer["gold"][k] != book["gold"][k] for k in ("base", "SFT", "small base", "small PPO-ptx"))
+
+
 def test_every_benchmark_goes_offline_before_it_imports_transformers():
     """`import offline` (bench/offline.py) must come before anything that loads transformers."""
     for script in sorted((ROOT / "bench").glob("*.py")):
