@@ -20,6 +20,7 @@ import numpy as np
 
 from . import world
 from .cai import Comparison, ai_preferences, critique_revise, draw_principles, gold_agreement
+from .evaluate import auc
 from .rollout import generate
 from .world import harmful as requests
 
@@ -263,13 +264,6 @@ def best_refusal(scores: Sequence[float], harmful: Sequence[bool], max_over_refu
         if false / n_b <= max_over_refusal and not tied:
             best = max(best, (hits / n_h, false / n_b), key=lambda t: (t[0], -t[1]))  # fewest look-alikes
     return best
-
-
-def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
-    """The probability that a random positive scores above a random negative (ties count ½)."""
-    pos = [s for s, p in zip(scores, positive) if p]
-    neg = [s for s, p in zip(scores, positive) if not p]
-    return float(np.mean([(a > b) + 0.5 * (a == b) for a in pos for b in neg]))
 
 
 def cue_ceiling(l2s: Sequence[float] = (0.1, 1.0, 10.0), max_over_refusal: float = 0.10) -> dict:
